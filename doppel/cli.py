@@ -1,0 +1,72 @@
+"""The ``doppel`` command: one subcommand per pipeline stage.
+
+    doppel --help
+    doppel sample-export OUT.json [--seed N] [--messages N]
+    doppel prepare EXPORT... --out DIR [--me NAME_OR_ID] ...
+
+Each stage module exposes ``register(subparsers)``, which adds its subcommand and sets ``handler`` to a
+function ``(args) -> int``. This module only assembles them, sets up logging and turns bad input
+(:class:`training.errors.InputError`) into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from doppel import __version__
+from training.errors import InputError
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+# Imported lazily, in this order: `doppel --help` must not pay for torch.
+STAGE_MODULES = (
+    "training.sample_export_cli",
+    "training.prepare_cli",
+    "training.train_cli",
+    "serving.export_cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doppel",
+        description="Turn a Telegram export into a model, and a bot, that writes like you.",
+    )
+    parser.add_argument("--version", action="version", version=f"doppel {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (may include file paths)")
+    subparsers = parser.add_subparsers(title="stages", metavar="STAGE", required=True)
+    for module_name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # a stage not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except InputError as error:
+        print(f"doppel {args.stage}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"doppel {args.stage}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

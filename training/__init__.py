@@ -1,0 +1,1 @@
+"""Everything up to a trained model: reading exports, sessions, ChatML, datasets, fine-tuning, evaluation."""

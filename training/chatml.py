@@ -1,0 +1,85 @@
+"""The one ChatML rendering of a conversation, shared by training, evaluation and serving.
+
+A turn is one speaker's burst of consecutive messages, each on its own ``>>> `` line::
+
+    <|im_start|>Anna
+    >>> hi
+    >>> are you coming tonight?<|im_end|>
+
+A message that itself spans several lines keeps its inner newlines; only a message's first line carries
+the ``>>> `` marker. Speaker names are the roles. Any change here changes every stage at once, which is
+the point: the trainer's loss mask, the evaluator and the bot's prompt builder all call these functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+MESSAGE_PREFIX = ">>> "
+TURN_SEPARATOR = "\n"
+
+# Anything shaped like a special token of the ChatML family (<|im_start|>, <|endoftext|>, <|eot_id|>...)
+# plus the sentencepiece-style sentence markers. Text that contains them could forge a turn or end one.
+_CONTROL_TOKEN = re.compile(r"<\|([^<>|\n]{0,48})\|>|</?s>")
+_FULLWIDTH_BAR = "\uff5c"  # "｜": reads the same to a person, never matches a tokenizer's special token.
+
+
+def neutralise(text: str) -> str:
+    """Make control tokens inert: ``<|im_end|>`` becomes ``<｜im_end｜>``, ``</s>`` becomes ``<∕s>``."""
+    if "<" not in text:
+        return text
+    return _CONTROL_TOKEN.sub(_defuse, text)
+
+
+def _defuse(match: re.Match[str]) -> str:
+    if match.group(1) is not None:
+        return f"<{_FULLWIDTH_BAR}{match.group(1)}{_FULLWIDTH_BAR}>"
+    return match.group(0).replace("/", "\u2215").replace("s", "\u0455")
+
+
+def turn_header(speaker: str) -> str:
+    """The unsupervised opening of a turn: who speaks next."""
+    return f"{IM_START}{speaker}\n"
+
+
+def turn_body(messages: Sequence[str]) -> str:
+    """The supervised content of a turn, without its closing token: one ``>>> `` line per message."""
+    return "\n".join(MESSAGE_PREFIX + message for message in messages)
+
+
+def render_turn(speaker: str, messages: Sequence[str]) -> str:
+    """One complete turn, closing token and separator included."""
+    return turn_header(speaker) + turn_body(messages) + IM_END + TURN_SEPARATOR
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A speaker and the messages of one burst, in order."""
+
+    speaker: str
+    messages: tuple[str, ...]
+
+
+def render_session(turns: Iterable[Turn]) -> str:
+    """A whole conversation as ChatML text."""
+    return "".join(render_turn(turn.speaker, turn.messages) for turn in turns)
+
+
+def split_messages(body: str) -> list[str]:
+    """Inverse of :func:`turn_body`: the messages of a generated turn body.
+
+    Text before the first marker (a model that forgot the prefix) counts as a message of its own.
+    """
+    messages: list[str] = []
+    for line in body.split("\n"):
+        if line.startswith(MESSAGE_PREFIX) or line == MESSAGE_PREFIX.rstrip():
+            messages.append(line[len(MESSAGE_PREFIX) :])
+        elif messages:
+            messages[-1] += "\n" + line
+        elif line.strip():
+            messages.append(line)
+    return [message for message in messages if message.strip()]

@@ -1,0 +1,150 @@
+"""Sessions, turns and windows: the shape of a conversation that the model learns from.
+
+- A chat's messages split into sessions where the gap between two messages is at least the session gap,
+  measured in total seconds (so replies days apart never share a session).
+- Consecutive messages of one speaker form a turn.
+- A session is kept when it has two or more turns and the owner speaks after the first turn.
+- A session too long for ``max_tokens`` is split into overlapping windows, each ending on a turn
+  boundary; a single turn too long for a window is first split between its messages (and a single
+  message too long, between words). Every message lands in at least one window: nothing is cut off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from training.chatml import Turn, render_turn
+
+DEFAULT_SESSION_GAP = 30 * 60
+DEFAULT_MAX_TOKENS = 1024
+
+
+@dataclass(slots=True)
+class RawSession:
+    """A session as read: speakers by id (with the display name they had), not yet named or judged."""
+
+    chat_index: int
+    start: int
+    end: int
+    turns: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (speaker id, name, texts)
+    messages: int = 0
+
+    def later_speakers(self) -> set[str]:
+        return {turn[0] for turn in self.turns[1:]}
+
+
+class Sessionizer:
+    """Feed one chat's messages in order with :meth:`add`; finished sessions come back one at a time."""
+
+    def __init__(self, chat_index: int, gap_seconds: int) -> None:
+        self.chat_index = chat_index
+        self.gap_seconds = gap_seconds
+        self.current: RawSession | None = None
+
+    def add(self, date: int, speaker_id: str, name: str, text: str) -> RawSession | None:
+        finished = None
+        current = self.current
+        if current is not None and date - current.end >= self.gap_seconds:
+            finished, current = current, None
+        if current is None:
+            current = self.current = RawSession(self.chat_index, date, date)
+        turns = current.turns
+        if turns and turns[-1][0] == speaker_id:
+            turns[-1][2].append(text)
+        else:
+            turns.append((speaker_id, name, [text]))
+        if date > current.end:
+            current.end = date
+        current.messages += 1
+        return finished
+
+    def flush(self) -> RawSession | None:
+        finished, self.current = self.current, None
+        return finished
+
+
+def is_kept(session: RawSession, owner_id: str) -> bool:
+    return len(session.turns) >= 2 and owner_id in session.later_speakers()
+
+
+TokenCounter = Callable[[str], int]
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, slightly generous token estimate: about 3.5 UTF-8 bytes per token across scripts."""
+    return (len(text.encode("utf-8")) * 2 + 6) // 7
+
+
+def split_long_turns(turns: Sequence[Turn], count: TokenCounter, max_tokens: int) -> list[Turn]:
+    """Split every turn whose rendering exceeds ``max_tokens`` into consecutive turns of the same speaker."""
+    result: list[Turn] = []
+    for turn in turns:
+        if count(render_turn(turn.speaker, turn.messages)) <= max_tokens:
+            result.append(turn)
+            continue
+        pieces: list[str] = []
+        for message in turn.messages:
+            pieces.extend(_split_message(turn.speaker, message, count, max_tokens))
+        group: list[str] = []
+        for piece in pieces:
+            if group and count(render_turn(turn.speaker, [*group, piece])) > max_tokens:
+                result.append(Turn(turn.speaker, tuple(group)))
+                group = []
+            group.append(piece)
+        result.append(Turn(turn.speaker, tuple(group)))
+    return result
+
+
+def _split_message(speaker: str, message: str, count: TokenCounter, max_tokens: int) -> list[str]:
+    if count(render_turn(speaker, [message])) <= max_tokens:
+        return [message]
+    words = message.split(" ")
+    pieces: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if current and count(render_turn(speaker, [candidate])) > max_tokens:
+            pieces.append(current)
+            candidate = word
+        while count(render_turn(speaker, [candidate])) > max_tokens and len(candidate) > 1:
+            # One "word" longer than a window (a pasted blob): cut it by characters.
+            cut = max(1, len(candidate) // 2)
+            while cut > 1 and count(render_turn(speaker, [candidate[:cut]])) > max_tokens:
+                cut //= 2
+            pieces.append(candidate[:cut])
+            candidate = candidate[cut:]
+        current = candidate
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def windows(costs: Sequence[int], max_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
+    """Half-open turn ranges ``[start, end)`` covering every turn, each within ``max_tokens``.
+
+    Each window starts with up to ``overlap_tokens`` worth of the previous window's last turns, so the
+    model sees what was being answered. Assumes every single cost fits (see :func:`split_long_turns`).
+    """
+    if sum(costs) <= max_tokens:
+        return [(0, len(costs))]
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end, total = start, 0
+        while end < len(costs) and total + costs[end] <= max_tokens:
+            total += costs[end]
+            end += 1
+        end = max(end, start + 1)
+        ranges.append((start, end))
+        if end >= len(costs):
+            return ranges
+        next_start, carried = end, 0
+        while next_start - 1 > start and carried + costs[next_start - 1] <= overlap_tokens:
+            next_start -= 1
+            carried += costs[next_start]
+        # The overlap plus the next turn must still fit, or we would make no progress.
+        while next_start < end and carried + costs[end] > max_tokens:
+            carried -= costs[next_start]
+            next_start += 1
+        start = next_start

@@ -412,7 +412,9 @@ class ExportStream:
                 if "truncated" in str(error) and cut is not None:
                     search_from = cut.end() - start  # the cut fell inside a value: try the next one
                     continue
-                self._locate_bad_message(header, end, what="is malformed or truncated")
+                if "truncated" in str(error) or (cut is None and _ends_early(buffer.data[start:end])):
+                    self._locate_bad_message(header, end, what="is cut off where the file ends (truncated JSON)")
+                self._locate_bad_message(header, end, what="is malformed JSON")
             else:
                 buffer.pos = end
                 return batch, False
@@ -471,3 +473,12 @@ def _decode_batch(segment: bytes, decoder: msgspec.json.Decoder) -> list[Any]:
         except msgspec.ValidationError:
             result.append(RawMessage(id=item.get("id") if isinstance(item, dict) else None))
     return result
+
+
+def _ends_early(tail: bytes) -> bool:
+    """Whether the rest of the file is a message array that simply stops (a truncated download)."""
+    try:
+        _ANY_DECODER.decode(b"[" + tail)
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        return "truncated" in str(error)
+    return False

@@ -135,6 +135,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     stats = PrepareStats(files=[str(path) for path in exports])
     config.out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.", dir=config.out.parent))
+    spill: _SessionSpill | None = None
     try:
         reader = _Reader(config, stats, blocklist)
         spill = _SessionSpill(scratch / "sessions.bin")
@@ -153,7 +154,13 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         spill.finish_writing()
         stats.sha256 = reader.combined_hash()
 
-        owner_id = resolve_owner(registry, config.me, owner_ids, ", ".join(map(str, exports)))
+        sources = ", ".join(map(str, exports))
+        owner_id = resolve_owner(registry, config.me, owner_ids, sources)
+        if owner_id not in registry.speakers:
+            raise InputError(
+                f"{sources}: the owner ({owner_id}) sends no message in the selected chats; "
+                "check --me, the chat filters and --since/--until"
+            )
         names = registry.finalise(owner_id)
         kept = [owner_id in later for later in spill.later_speakers]
         cutoff = validation_cutoff([start for start, keep in zip(spill.starts, kept, strict=True) if keep], config.val_fraction)
@@ -207,6 +214,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         log.info("wrote %s: %d train rows, %d validation rows", config.out, stats.train_rows, stats.validation_rows)
         return PrepareResult(out=config.out, manifest=manifest, report=report, stats=stats)
     finally:
+        if spill is not None:
+            spill.finish_writing()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -282,7 +291,12 @@ class _Reader:
     ) -> Iterator[tuple[int, ChatInfo, Iterator[Message]]]:
         total = sum(path.stat().st_size for path in exports)
         with tqdm(
-            total=total, unit="B", unit_scale=True, desc="prepare", disable=not self.config.progress, leave=False
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="prepare",
+            disable=None if self.config.progress else True,  # None: only on a terminal
+            leave=False,
         ) as bar:
             self._bar = bar
             if len(exports) == 1:
@@ -440,7 +454,8 @@ class _SessionSpill:
         self.later_speakers.append(self._shared.setdefault(later, later))
 
     def finish_writing(self) -> None:
-        self._handle.close()
+        if not self._handle.closed:
+            self._handle.close()
 
     def read(self) -> Iterator[RawSession]:
         decoder = msgspec.msgpack.Decoder()

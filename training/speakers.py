@@ -96,8 +96,7 @@ def resolve_owner(registry: SpeakerRegistry, me: str | None, export_owner_ids: s
                 f"{source}: --me {me!r} matches several people: {_describe(registry, matches)}; pass the id instead"
             )
         raise InputError(f"{source}: --me {me!r} matches nobody in the export; candidates: {_candidates(registry)}")
-    present = [owner for owner in export_owner_ids if owner in speakers]
-    if len(export_owner_ids) == 1 and (present or not speakers):
+    if len(export_owner_ids) == 1:
         return next(iter(export_owner_ids))
     if len(export_owner_ids) > 1:
         raise InputError(

@@ -137,7 +137,7 @@ def test_property_stream_equals_json_load(tmp_path: Path, monkeypatch: pytest.Mo
         (b'{"chats": {"list": [{"name": "A", "type": "personal_chat", "id": 1, "messages": [{"id": 1, "te', "truncated"),
         (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": 5}]}}', "chat 'A' (id 1): 'messages' is not a list"),
         (b'{"chats": {"list": [7]}}', "chats.list item 0 is not a chat object"),
-        (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1}, {"id": 2, "text": "x" "y"}]}]}}', "the message after id 1 is malformed"),
+        (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1}, {"id": 2, "text": "x" "y"}]}]}}', "the message after id 1 is malformed JSON"),
         (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1, "text": "\xff\xfe"}]}]}}', "not valid UTF-8"),
         (b'{"chats": {"list": []}} trailing', "unexpected data after the end"),
     ],

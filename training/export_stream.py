@@ -118,11 +118,12 @@ class ExportChat:
         self._consumed = True
         yield from self._stream._message_batches(self.header, _BATCH_DECODER)
 
-    def skip(self) -> None:
-        if not self._consumed:
-            self._consumed = True
-            for _ in self._stream._message_batches(self.header, _SKIP_DECODER):
-                pass
+    def skip(self) -> int:
+        """Pass over the chat's messages without building them; returns how many there were."""
+        if self._consumed:
+            return 0
+        self._consumed = True
+        return sum(len(batch) for batch in self._stream._message_batches(self.header, _SKIP_DECODER))
 
 
 class _Buffer:
@@ -465,7 +466,7 @@ def _decode_batch(segment: bytes, decoder: msgspec.json.Decoder) -> list[Any]:
     except msgspec.ValidationError:
         items = _ANY_DECODER.decode(segment)  # raises DecodeError if the JSON is broken after all
     if decoder is _SKIP_DECODER:
-        return []
+        return [None] * len(items) if isinstance(items, list) else []
     result: list[Any] = []
     for item in items if isinstance(items, list) else []:
         try:

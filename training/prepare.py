@@ -317,7 +317,7 @@ class _Reader:
                 self._note_owner(export, owner_ids)
                 info = self._select(chat.header, path)
                 if info is None:
-                    chat.skip()
+                    self.stats.messages_in_skipped_chats += chat.skip()
                 else:
                     self.chats.append(info)
                     yield len(self.chats) - 1, info, self._messages(export, chat.batches(), path, info)
@@ -341,7 +341,7 @@ class _Reader:
                     self._note_owner(export, owner_ids)
                     info = self._select(chat.header, path)
                     if info is None:
-                        chat.skip()
+                        self.stats.messages_in_skipped_chats += chat.skip()
                         continue
                     if info.id not in chat_index_by_id:
                         chat_index_by_id[info.id] = len(self.chats)

@@ -17,7 +17,8 @@ _BAR_WIDTH = 40
 class PrepareStats:
     files: list[str] = field(default_factory=list)
     sha256: str = ""
-    messages_read: int = 0
+    messages_read: int = 0  # in the chats that were used
+    messages_in_skipped_chats: int = 0
     kept_messages: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     scrubbed: Counter[str] = field(default_factory=Counter)
@@ -43,6 +44,7 @@ class PrepareStats:
             sessions_dropped["owner does not answer"] = owner_silent
         return {
             "messages_read": self.messages_read,
+            "messages_in_skipped_chats": self.messages_in_skipped_chats,
             "messages_kept": self.kept_messages,
             "messages_dropped": dict(sorted(self.dropped.items(), key=lambda item: -item[1])),
             "scrubbed": dict(self.scrubbed),
@@ -79,7 +81,7 @@ def format_report(stats: PrepareStats, manifest: dict[str, Any]) -> str:
         f"doppel prepare — {', '.join(manifest['source']['files'][i]['name'] for i in range(len(stats.files)))}",
         f"owner: {manifest['owner']['name']} ({manifest['owner']['id']})",
         "",
-        f"messages read     {stats.messages_read:>10,}",
+        f"messages read     {stats.messages_read:>10,} (+{stats.messages_in_skipped_chats:,} in skipped chats)",
         f"messages kept     {stats.kept_messages:>10,}",
     ]
     for reason, count in counts["messages_dropped"].items():

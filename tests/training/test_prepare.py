@@ -135,6 +135,7 @@ def test_chat_selection_by_type_name_and_id(tmp_path: Path) -> None:
     splits, manifest = run(tmp_path, full_export(chats), val_fraction=0)
     assert sorted({row["chat_id"] for row in all_rows(splits)}) == [10, 11]
     assert manifest["counts"]["chats_skipped"] == {"type public_channel": 1, "type saved_messages": 1, "type bot_chat": 1}
+    assert manifest["counts"]["messages_in_skipped_chats"] == 9
 
     only, _ = run(tmp_path / "b", full_export(chats), include=("news", "14"), val_fraction=0)
     assert sorted({row["chat_id"] for row in all_rows(only)}) == [12, 14]

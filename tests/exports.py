@@ -45,15 +45,27 @@ def service_message(message_id: int, at: int, actor: str, action: str, **extra: 
     }
 
 
-def chat(chat_id: int, name: str | None, messages: list[dict[str, Any]], chat_type: str = "personal_chat") -> dict[str, Any]:
+def chat(
+    chat_id: int, name: str | None, messages: list[dict[str, Any]], chat_type: str = "personal_chat"
+) -> dict[str, Any]:
     return {"name": name, "type": chat_type, "id": chat_id, "messages": messages}
 
 
-def full_export(chats: list[dict[str, Any]], owner_id: int = OWNER_ID, left: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def full_export(
+    chats: list[dict[str, Any]], owner_id: int = OWNER_ID, left: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "about": "Here is the data you requested.",
-        "personal_information": {"user_id": owner_id, "first_name": "Olga", "last_name": "", "phone_number": "+0 000"},
-        "contacts": {"about": "contacts", "list": [{"first_name": "A", "last_name": "", "phone_number": "1", "date": "x"}]},
+        "personal_information": {
+            "user_id": owner_id,
+            "first_name": "Olga",
+            "last_name": "",
+            "phone_number": "+0 000",
+        },
+        "contacts": {
+            "about": "contacts",
+            "list": [{"first_name": "A", "last_name": "", "phone_number": "1", "date": "x"}],
+        },
         "chats": {"about": "chats", "list": chats},
         "left_chats": {"about": "left", "list": left or []},
     }
@@ -61,8 +73,10 @@ def full_export(chats: list[dict[str, Any]], owner_id: int = OWNER_ID, left: lis
 
 def write(path: Path, document: Any, *, minified: bool = False) -> Path:
     """Write like Telegram Desktop (one-space indent, raw UTF-8), or minified."""
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":")) if minified else json.dumps(
-        document, ensure_ascii=False, indent=1
+    text = (
+        json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        if minified
+        else json.dumps(document, ensure_ascii=False, indent=1)
     )
     path.write_text(text, encoding="utf-8")
     return path

@@ -163,7 +163,9 @@ def prepare(config: PrepareConfig) -> PrepareResult:
             )
         names = registry.finalise(owner_id)
         kept = [owner_id in later for later in spill.later_speakers]
-        cutoff = validation_cutoff([start for start, keep in zip(spill.starts, kept, strict=True) if keep], config.val_fraction)
+        cutoff = validation_cutoff(
+            [start for start, keep in zip(spill.starts, kept, strict=True) if keep], config.val_fraction
+        )
         if not any(kept):
             raise InputError(
                 f"{', '.join(map(str, exports))}: no conversation has the owner ({names[owner_id]!r}) answering "
@@ -208,7 +210,9 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         ]
         manifest = build_manifest(config, stats, owner_id, names[owner_id], speakers, exports, reader)
         report = format_report(stats, manifest)
-        (staging / MANIFEST_NAME).write_text(msgspec.json.format(msgspec.json.encode(manifest)).decode(), encoding="utf-8")
+        (staging / MANIFEST_NAME).write_text(
+            msgspec.json.format(msgspec.json.encode(manifest)).decode(), encoding="utf-8"
+        )
         (staging / REPORT_NAME).write_text(report + "\n", encoding="utf-8")
         _replace_atomically(staging, config.out)
         log.info("wrote %s: %d train rows, %d validation rows", config.out, stats.train_rows, stats.validation_rows)
@@ -352,7 +356,14 @@ class _Reader:
                     for message in self._messages(export, chat.batches(), path, info, offset=done):
                         connection.execute(
                             "INSERT OR IGNORE INTO message VALUES (?, ?, ?, ?, ?, ?)",
-                            (chat_index, message.id, message.date, message.speaker_id, message.speaker_name, message.text),
+                            (
+                                chat_index,
+                                message.id,
+                                message.date,
+                                message.speaker_id,
+                                message.speaker_name,
+                                message.text,
+                            ),
                         )
                         inserted += 1
                     duplicates = inserted - (connection.total_changes - before)
@@ -417,8 +428,10 @@ class _Reader:
                     continue
                 cleaned = neutralise(scrubber(text) if scrubber is not None else text)
                 kept += 1
-                yield message if cleaned is text else Message(
-                    message.id, message.date, message.speaker_id, message.speaker_name, cleaned
+                yield (
+                    message
+                    if cleaned is text
+                    else Message(message.id, message.date, message.speaker_id, message.speaker_name, cleaned)
                 )
             stats.kept_messages += kept
             kept = 0
@@ -444,7 +457,9 @@ class _SessionSpill:
         stats.sessions_found += 1
         if len(session.turns) < 2:
             stats.sessions_dropped["a single turn"] += 1
-        payload = self._encoder.encode((session.chat_index, session.start, session.end, session.messages, session.turns))
+        payload = self._encoder.encode(
+            (session.chat_index, session.start, session.end, session.messages, session.turns)
+        )
         self._handle.write(self._LENGTH.pack(len(payload)))
         self._handle.write(payload)
         # Pass 2 needs only when each session started and who speaks after its first turn. Sessions of

@@ -1,7 +1,7 @@
 """``doppel prepare EXPORT... --out DIR``: the command line of :mod:`training.prepare`.
 
-    doppel prepare ~/Downloads/Telegram\\ Desktop/DataExport_2026-01-01 --out dataset/
-    doppel prepare result.json --out dataset/ --me "Anna" --session-gap 45m --no-scrub
+doppel prepare ~/Downloads/Telegram\\ Desktop/DataExport_2026-01-01 --out dataset/
+doppel prepare result.json --out dataset/ --me "Anna" --session-gap 45m --no-scrub
 """
 
 from __future__ import annotations
@@ -44,30 +44,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn Telegram exports into a ChatML training set",
         description="Read Telegram Desktop JSON exports and write conversation sessions as a ChatML dataset.",
     )
-    parser.add_argument("exports", nargs="+", type=Path, metavar="EXPORT", help="result.json or its folder; several are merged")
+    parser.add_argument(
+        "exports",
+        nargs="+",
+        type=Path,
+        metavar="EXPORT",
+        help="result.json or its folder; several are merged",
+    )
     parser.add_argument("--out", type=Path, required=True, help="dataset directory to write")
     parser.add_argument("--me", help="the owner's name or id, when the export does not say (single-chat exports)")
-    parser.add_argument("--session-gap", type=parse_duration, default=30 * 60, metavar="DURATION",
-                        help="silence that starts a new session (default 30m)")
-    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
-                        help="longer sessions are split into overlapping windows (default %(default)s)")
-    parser.add_argument("--overlap-tokens", type=int, default=None,
-                        help="context repeated at the start of each next window (default max-tokens/4)")
-    parser.add_argument("--tokenizer", type=Path, default=None,
-                        help="count tokens with this HF tokenizer directory or GGUF file instead of estimating")
-    parser.add_argument("--val-fraction", type=float, default=0.05,
-                        help="most recent share of sessions held out for validation (default %(default)s)")
-    parser.add_argument("--scrub", action=argparse.BooleanOptionalAction, default=True,
-                        help="replace phone numbers, e-mails, card numbers and IBANs with placeholders (default on)")
+    parser.add_argument(
+        "--session-gap",
+        type=parse_duration,
+        default=30 * 60,
+        metavar="DURATION",
+        help="silence that starts a new session (default 30m)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        help="longer sessions are split into overlapping windows (default %(default)s)",
+    )
+    parser.add_argument(
+        "--overlap-tokens",
+        type=int,
+        default=None,
+        help="context repeated at the start of each next window (default max-tokens/4)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="count tokens with this HF tokenizer directory or GGUF file instead of estimating",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        help="most recent share of sessions held out for validation (default %(default)s)",
+    )
+    parser.add_argument(
+        "--scrub",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="replace phone numbers, e-mails, card numbers and IBANs with placeholders (default on)",
+    )
     parser.add_argument("--blocklist", type=Path, help="drop messages containing any word or phrase in this file")
-    parser.add_argument("--include", action="append", default=[], metavar="CHAT",
-                        help="only these chats (name or id; repeatable); any chat type")
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="CHAT",
+        help="only these chats (name or id; repeatable); any chat type",
+    )
     parser.add_argument("--exclude", action="append", default=[], metavar="CHAT", help="skip these chats (repeatable)")
-    parser.add_argument("--chat-types", default=",".join(DEFAULT_CHAT_TYPES),
-                        help=f"comma-separated chat types to use (default %(default)s; known: {', '.join(ALL_CHAT_TYPES)})")
+    parser.add_argument(
+        "--chat-types",
+        default=",".join(DEFAULT_CHAT_TYPES),
+        help=f"comma-separated chat types to use (default %(default)s; known: {', '.join(ALL_CHAT_TYPES)})",
+    )
     parser.add_argument("--since", type=parse_date, help="only messages from this date on (YYYY-MM-DD, UTC)")
     parser.add_argument("--until", type=parse_date, help="only messages before this date")
-    parser.add_argument("--keep-forwarded", action="store_true", help="keep forwarded messages (not the sender's words)")
+    parser.add_argument(
+        "--keep-forwarded", action="store_true", help="keep forwarded messages (not the sender's words)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no report on stdout")
     parser.set_defaults(handler=run, stage="prepare")
 

@@ -848,10 +848,7 @@ def _bot_command_maker(rng: random.Random, fill: _Fill, phase: str) -> _Text:
 def _bot_reply_maker(rng: random.Random, fill: _Fill, phase: str) -> _Text:
     city = fill.get("city") or "London"  # the city of the command being answered
     sky = ("sunny", "cloudy", "light rain", "windy", "clear")
-    return (
-        f"🌤 {city}: {rng.randint(8, 31)}°C, {rng.choice(sky)}.\n"
-        f"Tomorrow: {rng.randint(8, 31)}°C, {rng.choice(sky)}."
-    )
+    return f"🌤 {city}: {rng.randint(8, 31)}°C, {rng.choice(sky)}.\nTomorrow: {rng.randint(8, 31)}°C, {rng.choice(sky)}."
 
 
 def _news_maker(rng: random.Random, fill: _Fill, phase: str) -> _Text:
@@ -1014,9 +1011,7 @@ def _decorate(rng: random.Random, text: str) -> _Text:
     if len(words) >= 3 and rng.random() < 0.6:
         i = rng.randrange(len(words))
         kind = rng.choice(("bold", "italic", "underline", "strikethrough", "spoiler", "code"))
-        return _normalize(
-            [" ".join(words[:i]) + " " * (i > 0), {"type": kind, "text": words[i]}, *_tail(words, i)]
-        )
+        return _normalize([" ".join(words[:i]) + " " * (i > 0), {"type": kind, "text": words[i]}, *_tail(words, i)])
     link = _url(rng)
     if rng.random() < 0.5:
         return _normalize([text + " ", {"type": "link", "text": link}])
@@ -1098,9 +1093,7 @@ class _Out:
 class _Chat:
     """One chat being written: its clock, its message ids, and the serializer for its messages."""
 
-    def __init__(
-        self, out: _Out, rng: random.Random, *, first_id: int, skip_rate: float, skip_max: int
-    ) -> None:
+    def __init__(self, out: _Out, rng: random.Random, *, first_id: int, skip_rate: float, skip_max: int) -> None:
         self.out = out
         self.rng = rng
         self.t = END_UNIXTIME
@@ -1460,8 +1453,7 @@ class _Context:
             "Okafor",
         )
         self.strangers = [
-            _user(f"{rng.choice(first)} {rng.choice(last)}", self.new_id(100_000_000, 6_999_999_999))
-            for _ in range(14)
+            _user(f"{rng.choice(first)} {rng.choice(last)}", self.new_id(100_000_000, 6_999_999_999)) for _ in range(14)
         ]
         self.private_counter = rng.randint(2_000, 90_000)
 
@@ -1521,9 +1513,7 @@ def _converse(chat: _Chat, plan: _Plan, n: int) -> None:
     weights = list(itertools.accumulate(m.weight for m in members))
     est_convs = max(1.0, n / plan.conv_len)
     # A big chat needs more than span_days: it starts as early as its conversations, at their densest, need.
-    span = max(
-        plan.span_days * 86400.0 * rng.uniform(0.85, 1.15), est_convs * (plan.min_conv_gap + _GAP_OVERHEAD)
-    )
+    span = max(plan.span_days * 86400.0 * rng.uniform(0.85, 1.15), est_convs * (plan.min_conv_gap + _GAP_OVERHEAD))
     chat.t = END_UNIXTIME - int(span) - rng.randint(0, 86400)
     _wake_up(chat)
     specials = dict(zip(_positions(n, len(plan.first), len(plan.specials)), plan.specials, strict=True))
@@ -1539,9 +1529,8 @@ def _converse(chat: _Chat, plan: _Plan, n: int) -> None:
         conv += 1
         fill = _Fill(rng, rng.choice(plan.topics))
         n_turns = rng.randint(*plan.turns)
-        if plan.opener is not None:
-            speaker = plan.opener
-        else:
+        speaker = plan.opener
+        if speaker is None:
             speaker = rng.randrange(len(members)) if plan.alternate else -1
         asked = False
         first_message = True
@@ -1727,9 +1716,7 @@ def _plans(ctx: _Context) -> list[_Plan]:
             skip_max=30,
             reply_rate=0.0,
             specials=(
-                lambda c: c.say(
-                    o, _news_maker(c.rng, _Fill(c.rng, {}), "mid"), forwarded_from=tech, saved_from=tech
-                ),
+                lambda c: c.say(o, _news_maker(c.rng, _Fill(c.rng, {}), "mid"), forwarded_from=tech, saved_from=tech),
                 lambda c: c.say(o, "Found this in an old chat, keep it", forwarded_from="null"),
                 lambda c: c.service(o, "pin_message", [("message_id", c.recent[-1])]),
             ),
@@ -1815,9 +1802,7 @@ def _plans(ctx: _Context) -> list[_Plan]:
                 ),
             ),
             specials=(
-                lambda c: c.service(
-                    o, "invite_members", [("members", [ctx.sam.name_at(c.t), ctx.kate.name])]
-                ),
+                lambda c: c.service(o, "invite_members", [("members", [ctx.sam.name_at(c.t), ctx.kate.name])]),
                 lambda c: c.service(ctx.priya, "edit_group_title", [("title", "Weekend crew 🏕")]),
                 lambda c: c.say(
                     ctx.sam,
@@ -1869,8 +1854,7 @@ def _plans(ctx: _Context) -> list[_Plan]:
         specials=(
             lambda c: c.say(
                 ctx.edward,
-                "A colleague tells me these models mark turns with <|im_start|> and <|im_end|>. "
-                "Is that right?",
+                "A colleague tells me these models mark turns with <|im_start|> and <|im_end|>. Is that right?",
             ),
             lambda c: c.say(
                 o, "Yes haha, every message ends with <|im_end|> and the next one starts with <|im_start|>"
@@ -1899,13 +1883,9 @@ def _plans(ctx: _Context) -> list[_Plan]:
             reply_rate=0.12,
             reaction_rate=0.03,
             specials=(
-                lambda c: pinned.append(
-                    c.say(ctx.deleted_member, "I'll miss this club, leaving Telegram soon")
-                ),
+                lambda c: pinned.append(c.say(ctx.deleted_member, "I'll miss this club, leaving Telegram soon")),
                 lambda c: c.say(ctx.neo, "Next book: the lighthouse one? I can host"),
-                lambda c: c.service(
-                    ctx.margaret, "pin_message", [("message_id", pinned[-1] if pinned else 1)]
-                ),
+                lambda c: c.service(ctx.margaret, "pin_message", [("message_id", pinned[-1] if pinned else 1)]),
                 lambda c: c.say(ctx.edward, "I concur; the ending was superb.", reply_to=c.reply_target()),
             ),
         )
@@ -1957,8 +1937,7 @@ def _plans(ctx: _Context) -> list[_Plan]:
                 ),
                 lambda c: c.say(
                     o,
-                    "The chat template is <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n "
-                    "so watch for that",
+                    "The chat template is <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n so watch for that",
                 ),
                 lambda c: c.say(
                     ctx.strangers[1],
@@ -1981,9 +1960,7 @@ def _plans(ctx: _Context) -> list[_Plan]:
             reply_rate=0.0,
             edit_rate=0.05,
             first=(lambda c: c.service(ctx.news, "create_channel", [("title", "Tech Digest")]),),
-            specials=(
-                lambda c: c.say(ctx.news, _news_maker(c.rng, _Fill(c.rng, {}), "mid"), author="Anna K."),
-            ),
+            specials=(lambda c: c.say(ctx.news, _news_maker(c.rng, _Fill(c.rng, {}), "mid"), author="Anna K."),),
         )
     )
     chats.append(
@@ -2162,8 +2139,7 @@ _ABOUT = (
     "and you can delete your account anytime."
 )
 _ABOUT_CONTACTS = (
-    "If you allow access, contacts are continuously synced with Telegram. "
-    "This list is a backup of what was synced."
+    "If you allow access, contacts are continuously synced with Telegram. This list is a backup of what was synced."
 )
 _ABOUT_FREQUENT = (
     "This is a list of your frequent contacts: the people you message most and the bots you use. "
@@ -2217,9 +2193,7 @@ def _preamble(ctx: _Context) -> str:
         | {"rating": round(rng.uniform(0.5, 30.0), 6)}
         for p in friends[:5]
     ]
-    frequent.append(
-        {"id": 140267078, "category": "inline_bots", "type": "user", "name": "GIF Search", "rating": 1.2}
-    )
+    frequent.append({"id": 140267078, "category": "inline_bots", "type": "user", "name": "GIF Search", "rating": 1.2})
     frequent.append(
         {
             "id": int(ctx.dima.from_id.removeprefix("user")),
@@ -2240,9 +2214,7 @@ def _preamble(ctx: _Context) -> str:
     )
 
 
-def write_sample_export(
-    path: Path, *, seed: int = 0, messages: int = DEFAULT_MESSAGES
-) -> SampleExportSummary:
+def write_sample_export(path: Path, *, seed: int = 0, messages: int = DEFAULT_MESSAGES) -> SampleExportSummary:
     """Write a synthetic full-account export of ``messages`` messages to ``path`` (see the module doc)."""
     if messages < MIN_MESSAGES:
         raise ValueError(f"need at least {MIN_MESSAGES} messages to fit every edge case, got {messages}")

@@ -54,14 +54,14 @@ class Scrubber:
         text = _CARD.sub(self._checked("card", lambda match: luhn_valid(re.sub(r"\D", "", match))), text)
         return _PHONE.sub(self._phone, text)
 
-    def _placeholder(self, kind: str):  # noqa: ANN202 - a re.sub callback
+    def _placeholder(self, kind: str):
         def replace(match: re.Match[str]) -> str:
             self.counts[kind] += 1
             return f"<{kind}>"
 
         return replace
 
-    def _checked(self, kind: str, valid):  # noqa: ANN001, ANN202
+    def _checked(self, kind: str, valid):
         def replace(match: re.Match[str]) -> str:
             if not valid(match.group(0)):
                 return match.group(0)

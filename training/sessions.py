@@ -54,8 +54,7 @@ class Sessionizer:
             turns[-1][2].append(text)
         else:
             turns.append((speaker_id, name, [text]))
-        if date > current.end:
-            current.end = date
+        current.end = max(current.end, date)
         current.messages += 1
         return finished
 

@@ -61,9 +61,7 @@ class SpeakerRegistry:
 
     def finalise(self, owner_id: str | None) -> dict[str, str]:
         """Assign unique role names; returns ``{speaker id: role name}``."""
-        ordered = sorted(
-            self.speakers.values(), key=lambda s: (s.id != owner_id, -s.messages, s.id)
-        )
+        ordered = sorted(self.speakers.values(), key=lambda s: (s.id != owner_id, -s.messages, s.id))
         taken: set[str] = set()
         names: dict[str, str] = {}
         for speaker in ordered:
@@ -103,7 +101,9 @@ def resolve_owner(registry: SpeakerRegistry, me: str | None, export_owner_ids: s
             f"{source}: the exports belong to different accounts ({', '.join(sorted(export_owner_ids))}); "
             "prepare them separately or pass --me"
         )
-    raise InputError(f"{source}: cannot tell whose export this is; pass --me NAME_OR_ID, one of: {_candidates(registry)}")
+    raise InputError(
+        f"{source}: cannot tell whose export this is; pass --me NAME_OR_ID, one of: {_candidates(registry)}"
+    )
 
 
 def _candidates(registry: SpeakerRegistry, limit: int = 5) -> str:
@@ -116,5 +116,7 @@ def _describe(registry: SpeakerRegistry, ids: list[str]) -> str:
     parts = []
     for speaker_id in ids:
         speaker = registry.speakers[speaker_id]
-        parts.append(f"{speaker.latest_name!r} ({speaker_id}, {speaker.messages} messages in {len(speaker.chats)} chats)")
+        parts.append(
+            f"{speaker.latest_name!r} ({speaker_id}, {speaker.messages} messages in {len(speaker.chats)} chats)"
+        )
     return "; ".join(parts)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.chatml import Turn, neutralise, render_session, render_turn, split_messages, turn_body, turn_header
+from training.chatml import (
+    Turn,
+    neutralise,
+    render_session,
+    render_turn,
+    split_messages,
+    turn_body,
+    turn_header,
+)
 
 
 def test_a_turn_is_header_then_one_prefixed_line_per_message_then_im_end() -> None:
@@ -30,7 +38,13 @@ def test_text_without_control_tokens_is_left_alone() -> None:
     assert neutralise("a < b and c > d, <b>bold</b>") == "a < b and c > d, <b>bold</b>"
 
 
-@given(st.lists(st.text(min_size=1).filter(lambda m: m.strip() and not m.startswith(" ") and ">>>" not in m), min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.text(min_size=1).filter(lambda m: m.strip() and not m.startswith(" ") and ">>>" not in m),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_split_messages_inverts_turn_body(messages: list[str]) -> None:
     messages = [m.replace("\r", "") for m in messages if "\n>>> " not in "\n" + m]
     if messages:

@@ -68,20 +68,39 @@ def test_message_fields_keep_missing_apart_from_null(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("minified", [False, True])
-def test_many_small_batches_cut_only_between_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minified: bool) -> None:
+def test_many_small_batches_cut_only_between_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minified: bool
+) -> None:
     # Tiny batches force hundreds of cuts; texts that look like message boundaries must not fool them.
     monkeypatch.setattr(export_stream, "BATCH_BYTES", 64)
     monkeypatch.setattr(export_stream, "READ_CHUNK", 100)
-    tricky = ['}, {"id": 3', '"}, {"id": 9, "type": "message"}', "{[", "]}", "\\", 'quote " inside', "привет 👋"]
+    tricky = [
+        '}, {"id": 3',
+        '"}, {"id": 9, "type": "message"}',
+        "{[",
+        "]}",
+        "\\",
+        'quote " inside',
+        "привет 👋",
+    ]
     messages = [text_message(i, i, "Anna", 2, tricky[i % len(tricky)] + f" #{i}") for i in range(200)]
-    path = write(tmp_path / "r.json", full_export([chat(1, "A", messages), chat(2, "B", messages[:3])]), minified=minified)
+    path = write(
+        tmp_path / "r.json",
+        full_export([chat(1, "A", messages), chat(2, "B", messages[:3])]),
+        minified=minified,
+    )
     _, chats = read_all(path)
     assert [len(got) for _, got in chats] == [200, 3]
     assert [m.text for m in chats[0][1]] == [m["text"] for m in messages]
 
 
 def test_a_skipped_chat_is_not_decoded_but_the_next_one_is_found(tmp_path: Path) -> None:
-    document = full_export([chat(1, "skip me", [text_message(1, 0, "A", 2, "x")] * 50), chat(2, "keep", [text_message(1, 0, "B", 3, "y")])])
+    document = full_export(
+        [
+            chat(1, "skip me", [text_message(1, 0, "A", 2, "x")] * 50),
+            chat(2, "keep", [text_message(1, 0, "B", 3, "y")]),
+        ]
+    )
     with ExportStream(write(tmp_path / "r.json", document)) as export:
         seen = []
         for item in export.chats():
@@ -101,19 +120,41 @@ def test_the_hash_covers_every_byte(tmp_path: Path) -> None:
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20))
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
 )
 message_dicts = st.fixed_dictionaries(
-    {"id": st.integers(0, 10**9), "type": st.sampled_from(["message", "service"]), "text": st.text(max_size=40) | st.lists(st.text(max_size=5) | st.fixed_dictionaries({"type": st.just("bold"), "text": st.text(max_size=5)}), max_size=3)},
-    optional={"from": st.none() | st.text(max_size=10), "from_id": st.text(max_size=10), "extra": json_values, "media_type": st.sampled_from(["sticker", "photo"]), "via_bot": st.text(max_size=5)},
+    {
+        "id": st.integers(0, 10**9),
+        "type": st.sampled_from(["message", "service"]),
+        "text": st.text(max_size=40)
+        | st.lists(
+            st.text(max_size=5) | st.fixed_dictionaries({"type": st.just("bold"), "text": st.text(max_size=5)}),
+            max_size=3,
+        ),
+    },
+    optional={
+        "from": st.none() | st.text(max_size=10),
+        "from_id": st.text(max_size=10),
+        "extra": json_values,
+        "media_type": st.sampled_from(["sticker", "photo"]),
+        "via_bot": st.text(max_size=5),
+    },
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chats=st.lists(st.lists(message_dicts, max_size=12), min_size=1, max_size=4), minified=st.booleans())
-def test_property_stream_equals_json_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chats: list[list[dict[str, Any]]], minified: bool) -> None:
+def test_property_stream_equals_json_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chats: list[list[dict[str, Any]]], minified: bool
+) -> None:
     monkeypatch.setattr(export_stream, "BATCH_BYTES", 48)
-    path = write(tmp_path / "p.json", full_export([chat(i, f"c{i}", messages) for i, messages in enumerate(chats)]), minified=minified)
+    path = write(
+        tmp_path / "p.json",
+        full_export([chat(i, f"c{i}", messages) for i, messages in enumerate(chats)]),
+        minified=minified,
+    )
     expected = json.loads(path.read_text(encoding="utf-8"))["chats"]["list"]
     _, got = read_all(path)
     assert len(got) == len(expected)
@@ -134,11 +175,23 @@ def test_property_stream_equals_json_load(tmp_path: Path, monkeypatch: pytest.Mo
         (b"hello", "not a Telegram export"),
         (b"[1, 2, 3]", "not a Telegram export (expected a JSON object"),
         (b'{"some": "other json"}', "not a Telegram export (no 'chats' list"),
-        (b'{"chats": {"list": [{"name": "A", "type": "personal_chat", "id": 1, "messages": [{"id": 1, "te', "truncated"),
-        (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": 5}]}}', "chat 'A' (id 1): 'messages' is not a list"),
+        (
+            b'{"chats": {"list": [{"name": "A", "type": "personal_chat", "id": 1, "messages": [{"id": 1, "te',
+            "truncated",
+        ),
+        (
+            b'{"chats": {"list": [{"name": "A", "id": 1, "messages": 5}]}}',
+            "chat 'A' (id 1): 'messages' is not a list",
+        ),
         (b'{"chats": {"list": [7]}}', "chats.list item 0 is not a chat object"),
-        (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1}, {"id": 2, "text": "x" "y"}]}]}}', "the message after id 1 is malformed JSON"),
-        (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1, "text": "\xff\xfe"}]}]}}', "not valid UTF-8"),
+        (
+            b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1}, {"id": 2, "text": "x" "y"}]}]}}',
+            "the message after id 1 is malformed JSON",
+        ),
+        (
+            b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1, "text": "\xff\xfe"}]}]}}',
+            "not valid UTF-8",
+        ),
         (b'{"chats": {"list": []}} trailing', "unexpected data after the end"),
     ],
 )
@@ -153,7 +206,9 @@ def test_bad_files_raise_one_clear_input_error(tmp_path: Path, content: bytes, e
 
 def test_a_non_object_message_is_blanked_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text('{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1, "type": "message"}, 42, "x", {"id": 3}]}]}}')
+    path.write_text(
+        '{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1, "type": "message"}, 42, "x", {"id": 3}]}]}}'
+    )
     _, [(_, messages)] = read_all(path)
     assert [m.id for m in messages] == [1, None, None, 3]
 

@@ -59,7 +59,15 @@ def test_polls_contacts_locations_and_games_are_dropped(extra: dict[str, Any], r
 
 
 def test_service_messages_including_calls_are_dropped() -> None:
-    call = raw(id=1, type="service", date_unixtime="1", actor="Anna", action="phone_call", duration_seconds=5, text="")
+    call = raw(
+        id=1,
+        type="service",
+        date_unixtime="1",
+        actor="Anna",
+        action="phone_call",
+        duration_seconds=5,
+        text="",
+    )
     assert normalise(call) is Drop.SERVICE
 
 
@@ -81,7 +89,9 @@ def test_an_edited_message_uses_its_final_text() -> None:
 
 
 def test_older_exports_without_unixtime_fall_back_to_the_date_field() -> None:
-    got = normalise(raw(id=1, type="message", date="2020-01-01T00:00:10", **{"from": "A", "from_id": "user1"}, text="x"))
+    got = normalise(
+        raw(id=1, type="message", date="2020-01-01T00:00:10", **{"from": "A", "from_id": "user1"}, text="x")
+    )
     assert isinstance(got, Message) and got.date == 1577836810
 
 
@@ -105,8 +115,29 @@ def test_whitespace_only_text_is_empty() -> None:
 
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10))
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
-keys = st.sampled_from(["id", "type", "date", "date_unixtime", "from", "from_id", "text", "media_type", "sticker_emoji", "forwarded_from", "via_bot", "photo", "poll", "action"])
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+keys = st.sampled_from(
+    [
+        "id",
+        "type",
+        "date",
+        "date_unixtime",
+        "from",
+        "from_id",
+        "text",
+        "media_type",
+        "sticker_emoji",
+        "forwarded_from",
+        "via_bot",
+        "photo",
+        "poll",
+        "action",
+    ]
+)
 
 
 @given(st.dictionaries(keys, json_value | st.sampled_from(["message", "sticker", "1700000000"]), max_size=10))

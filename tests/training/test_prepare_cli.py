@@ -12,7 +12,22 @@ from doppel.cli import main
 from tests.exports import OWNER_ID, chat, dialogue, full_export, write
 from training.prepare_cli import parse_duration
 
-GOOD = full_export([chat(10, "Anna", dialogue([(0, "Anna", 2, "hi"), (9, "Olga", OWNER_ID, "hey"), (86400, "Anna", 2, "again"), (86409, "Olga", OWNER_ID, "yes")]))])
+GOOD = full_export(
+    [
+        chat(
+            10,
+            "Anna",
+            dialogue(
+                [
+                    (0, "Anna", 2, "hi"),
+                    (9, "Olga", OWNER_ID, "hey"),
+                    (86400, "Anna", 2, "again"),
+                    (86409, "Olga", OWNER_ID, "yes"),
+                ]
+            ),
+        )
+    ]
+)
 
 
 def test_success_prints_the_report_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +46,11 @@ def test_success_prints_the_report_and_exits_0(tmp_path: Path, capsys: pytest.Ca
         (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": [{"id": 1,', "truncated JSON"),
         (b'{"hello": "world"}', "not a Telegram export"),
         (b'{"chats": {"list": [{"name": "A", "id": 1, "messages": "nope"}]}}', "'messages' is not a list"),
-        (b'{"chats": {"list": [{"name": "A", "type": "personal_chat", "id": 1, "messages": [{"id": 1, "text": "caf\xe9"}]}]}}', "not valid UTF-8"),
+        (
+            b'{"chats": {"list": [{"name": "A", "type": "personal_chat", "id": 1, '
+            b'"messages": [{"id": 1, "text": "caf\xe9"}]}]}}',
+            "not valid UTF-8",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_file(
@@ -47,7 +66,9 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(
     assert not (tmp_path / "ds").exists()
 
 
-def test_wrong_types_inside_messages_are_skipped_and_counted_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_types_inside_messages_are_skipped_and_counted_not_fatal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     document = GOOD | {}
     document["chats"]["list"][0]["messages"].insert(1, {"id": "x", "type": "message", "text": 5, "date_unixtime": None})
     export = write(tmp_path / "result.json", document)
@@ -66,17 +87,35 @@ def test_missing_export_and_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_durations() -> None:
-    assert [parse_duration(text) for text in ("90s", "30m", "2h", "1d", "45")] == [90, 1800, 7200, 86400, 2700]
+    assert [parse_duration(text) for text in ("90s", "30m", "2h", "1d", "45")] == [
+        90,
+        1800,
+        7200,
+        86400,
+        2700,
+    ]
 
 
 def test_the_installed_command_runs_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("[]", encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "doppel.cli", "prepare", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "doppel.cli",
+            "prepare",
+            str(tmp_path / "bad.json"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"doppel prepare: error: {tmp_path / 'bad.json'}: not a Telegram export (expected a JSON object at the top)"]
+    assert done.stderr.strip().splitlines() == [
+        f"doppel prepare: error: {tmp_path / 'bad.json'}: not a Telegram export (expected a JSON object at the top)"
+    ]
 
 
 def test_help_lists_the_stages(capsys: pytest.CaptureFixture[str]) -> None:

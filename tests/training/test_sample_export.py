@@ -311,9 +311,7 @@ EDGE_CASES: dict[str, MessageCheck] = {
     "text that is a single entity": lambda c, m: isinstance(m["text"], list) and len(m["text"]) == 1,
     "bold entity": lambda c, m: bool(_entity_texts(m, "bold")),
     "link entity": lambda c, m: any(t.startswith("https://") for t in _entity_texts(m, "link")),
-    "text_link with href": lambda c, m: any(
-        e["type"] == "text_link" and "href" in e for e in m["text_entities"]
-    ),
+    "text_link with href": lambda c, m: any(e["type"] == "text_link" and "href" in e for e in m["text_entities"]),
     "pre with language": lambda c, m: any(e.get("language") == "python" for e in m["text_entities"]),
     "bot_command entity": lambda c, m: bool(_entity_texts(m, "bot_command")),
     "sticker with emoji": lambda c, m: m.get("media_type") == "sticker" and bool(m.get("sticker_emoji")),
@@ -324,9 +322,7 @@ EDGE_CASES: dict[str, MessageCheck] = {
     "voice message": lambda c, m: m.get("media_type") == "voice_message" and m.get("duration_seconds", 0) > 0,
     "round video message": lambda c, m: m.get("media_type") == "video_message",
     "animation": lambda c, m: m.get("media_type") == "animation",
-    "file not included": lambda c, m: (
-        "Change data exporting settings" in str(m.get("file", m.get("photo", "")))
-    ),
+    "file not included": lambda c, m: "Change data exporting settings" in str(m.get("file", m.get("photo", ""))),
     "pdf document": lambda c, m: m.get("mime_type") == "application/pdf" and "media_type" not in m,
     "poll": lambda c, m: "poll" in m and len(m["poll"]["answers"]) >= 2,
     "shared contact": lambda c, m: "contact_information" in m,
@@ -338,9 +334,7 @@ EDGE_CASES: dict[str, MessageCheck] = {
     "pin_message": lambda c, m: m.get("action") == "pin_message" and isinstance(m.get("message_id"), int),
     "edit_group_title": lambda c, m: m.get("action") == "edit_group_title" and bool(m.get("title")),
     "create_channel": lambda c, m: m.get("action") == "create_channel",
-    "service message in saved messages": lambda c, m: (
-        c["type"] == "saved_messages" and m["type"] == "service"
-    ),
+    "service message in saved messages": lambda c, m: c["type"] == "saved_messages" and m["type"] == "service",
     "via_bot": lambda c, m: m.get("via_bot", "").startswith("@"),
     "forwarded": lambda c, m: isinstance(m.get("forwarded_from"), str),
     "forwarded from a deleted account": lambda c, m: "forwarded_from" in m and m["forwarded_from"] is None,
@@ -377,9 +371,7 @@ def test_edge_case_is_present(edge_export: dict[str, Any], case: str) -> None:
     assert any(check(chat, message) for chat, message in all_messages(edge_export)), case
 
 
-def test_chatml_markers_also_come_from_the_owner(
-    export: dict[str, Any], summary: SampleExportSummary
-) -> None:
+def test_chatml_markers_also_come_from_the_owner(export: dict[str, Any], summary: SampleExportSummary) -> None:
     owner = f"user{summary.owner_id}"
     assert any("<|im_end|>" in text for text in texts_by(export, owner))
 
@@ -424,12 +416,8 @@ def test_text_entities_spell_out_the_text(export: dict[str, Any]) -> None:
         assert "".join(e["text"] for e in entities) == flat_text(message["text"])
         if isinstance(message["text"], list):
             # Telegram merges plain runs, and writes a lone plain run as a bare string.
-            assert not any(
-                isinstance(a, str) and isinstance(b, str) for a, b in itertools.pairwise(message["text"])
-            )
-            assert message["text"] != [] and not (
-                len(message["text"]) == 1 and isinstance(message["text"][0], str)
-            )
+            assert not any(isinstance(a, str) and isinstance(b, str) for a, b in itertools.pairwise(message["text"]))
+            assert message["text"] != [] and not (len(message["text"]) == 1 and isinstance(message["text"][0], str))
         else:
             assert all(e["type"] == "plain" for e in entities)
 
@@ -506,26 +494,20 @@ def test_russian_friend_writes_cyrillic_and_the_owner_answers_in_kind(
     oleg = texts_by(export, from_id_of(summary, "oleg"))
     assert _cyrillic_share(oleg) > 0.9
     chat = chat_named(export, "Олег Петров")
-    owner_there = [
-        _text(m) for m in chat["messages"] if m.get("from_id") == f"user{summary.owner_id}" and _text(m)
-    ]
+    owner_there = [_text(m) for m in chat["messages"] if m.get("from_id") == f"user{summary.owner_id}" and _text(m)]
     assert _cyrillic_share(owner_there) > 0.9
     owner_elsewhere = texts_by(export, f"user{summary.owner_id}", chat_type="private_group")
     assert _cyrillic_share(owner_elsewhere) < 0.05
 
 
-def test_long_writer_writes_long_multiline_messages(
-    export: dict[str, Any], summary: SampleExportSummary
-) -> None:
+def test_long_writer_writes_long_multiline_messages(export: dict[str, Any], summary: SampleExportSummary) -> None:
     margaret = texts_by(export, from_id_of(summary, "margaret"))
     owner = texts_by(export, f"user{summary.owner_id}")
     assert statistics.mean(map(len, margaret)) > 4 * statistics.mean(map(len, owner))
     assert sum("\n" in t for t in margaret) > 0.2 * len(margaret)
 
 
-def test_burst_friend_sends_three_to_six_in_a_row(
-    export: dict[str, Any], summary: SampleExportSummary
-) -> None:
+def test_burst_friend_sends_three_to_six_in_a_row(export: dict[str, Any], summary: SampleExportSummary) -> None:
     sam = from_id_of(summary, "sam")
     runs: list[int] = []
     run = 0

@@ -29,7 +29,13 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
 
 @pytest.mark.parametrize(
     "text",
-    ["meet 2024-03-01 at 12:30", "it costs 1500 rub", "in 2023 we had 3 cats", "4111 1111 1111 1112 (not Luhn)", "a@b"],
+    [
+        "meet 2024-03-01 at 12:30",
+        "it costs 1500 rub",
+        "in 2023 we had 3 cats",
+        "4111 1111 1111 1112 (not Luhn)",
+        "a@b",
+    ],
 )
 def test_ordinary_numbers_dates_and_invalid_cards_are_left_alone(text: str) -> None:
     assert Scrubber()(text) == text

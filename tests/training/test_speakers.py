@@ -42,7 +42,8 @@ def test_empty_names_fall_back_to_the_id() -> None:
 def test_collisions_get_numbered_busiest_first_and_the_owner_keeps_the_plain_name() -> None:
     registry = registry_of(
         ("user1", "Alex", 1, 0),
-        ("user2", "alex", 1, 0), ("user2", "alex", 2, 0),
+        ("user2", "alex", 1, 0),
+        ("user2", "alex", 2, 0),
         ("user3", "Alex", 1, 1),
     )
     names = registry.finalise("user1")

@@ -162,6 +162,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                 "check --me, the chat filters and --since/--until"
             )
         names = registry.finalise(owner_id)
+        # The keep rule (two or more turns, the owner speaks after the first): single-turn sessions
+        # have no later speakers, so membership alone decides.
         kept = [owner_id in later for later in spill.later_speakers]
         cutoff = validation_cutoff(
             [start for start, keep in zip(spill.starts, kept, strict=True) if keep], config.val_fraction

@@ -63,10 +63,6 @@ class Sessionizer:
         return finished
 
 
-def is_kept(session: RawSession, owner_id: str) -> bool:
-    return len(session.turns) >= 2 and owner_id in session.later_speakers()
-
-
 TokenCounter = Callable[[str], int]
 
 

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= $(shell $(PYTHON) -c "import os,pathlib;print(pathlib.Path(os.environ.get('DOPPEL_HOME') or pathlib.Path.home()/'.local/share/doppel')/'demo')")
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint bench bench-prepare clean
+.PHONY: install demo test lint bench bench-prepare bench-train clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/doppel sample-export $(DEMO_DIR)/export.json --seed 7
 	$(VENV)/bin/doppel prepare $(DEMO_DIR)/export.json --out $(DEMO_DIR)/dataset
+	# train refuses to overwrite a run: the demo starts a fresh one each time.
+	rm -rf $(DEMO_DIR)/run
+	$(VENV)/bin/doppel train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --config configs/train/cpu-demo.yaml
 
 lint: install
 	$(PY) -m ruff check .
@@ -34,7 +37,10 @@ test: install
 bench-prepare: install
 	$(PY) bench/bench_prepare.py
 
-bench: bench-prepare
+bench-train: install
+	$(PY) bench/bench_train.py
+
+bench: bench-prepare bench-train
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

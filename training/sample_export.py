@@ -322,12 +322,6 @@ def _luhn_card(rng: random.Random) -> str:
     return f"{s[0:4]} {s[4:8]} {s[8:12]} {s[12:16]}"
 
 
-def luhn_valid(number: str) -> bool:
-    """True if the digits of ``number`` pass the Luhn check (spaces ignored)."""
-    digits = [int(c) for c in number if c.isdigit()]
-    return len(digits) >= 12 and _luhn_sum(digits, doubled=1) % 10 == 0
-
-
 def _iban_number(country: str, bban: str) -> int:
     rearranged = bban + country + "00"
     return int("".join(str(int(c, 36)) for c in rearranged))
@@ -342,12 +336,6 @@ def _iban(rng: random.Random) -> str:
     check = 98 - _iban_number(country, bban) % 97
     raw = f"{country}{check:02d}{bban}"
     return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
-
-
-def iban_valid(iban: str) -> bool:
-    """True if ``iban`` (spaces ignored) passes the ISO 13616 mod-97 check."""
-    raw = iban.replace(" ", "")
-    return len(raw) > 4 and int("".join(str(int(c, 36)) for c in raw[4:] + raw[:4])) % 97 == 1
 
 
 def _phone_uk(rng: random.Random) -> str:

@@ -274,13 +274,16 @@ class ExportStream:
         yield chat
         chat.skip()
 
-    def _object_keys(self, what: str) -> Iterator[str]:
-        """Keys of the object whose '{' was just consumed; the caller consumes each value."""
+    def _members(self, closing: str, what: str) -> Iterator[None]:
+        """Positions the buffer on each member of the object or array whose opening bracket was consumed.
+
+        The caller consumes each member; this checks the commas between them and the closing bracket.
+        """
         buffer = self._require_buffer()
         first = True
         while True:
             char = buffer.peek()
-            if char == ord("}"):
+            if char == ord(closing):
                 buffer.pos += 1
                 return
             if not first:
@@ -288,13 +291,17 @@ class ExportStream:
                     self._malformed(what)
                 buffer.pos += 1
                 buffer.peek()
+            first = False
+            yield
+
+    def _object_keys(self, what: str) -> Iterator[str]:
+        """Keys of the object whose '{' was just consumed; the caller consumes each value."""
+        buffer = self._require_buffer()
+        for _ in self._members("}", what):
             key = self._value(what)
-            if not isinstance(key, str):
-                self._malformed(what)
-            if buffer.peek() != ord(":"):
+            if not isinstance(key, str) or buffer.peek() != ord(":"):
                 self._malformed(what)
             buffer.pos += 1
-            first = False
             yield key
 
     def _array_items(self, what: str) -> Iterator[None]:
@@ -303,18 +310,7 @@ class ExportStream:
         if buffer.peek() != ord("["):
             raise InputError(f"{self.path}: {what} is not a list")
         buffer.pos += 1
-        first = True
-        while True:
-            char = buffer.peek()
-            if char == ord("]"):
-                buffer.pos += 1
-                return
-            if not first:
-                if char != ord(","):
-                    self._malformed(what)
-                buffer.pos += 1
-            first = False
-            yield
+        yield from self._members("]", what)
 
     def _value(self, what: str) -> Any:
         """Decode the one JSON value at point, however long, and consume it."""

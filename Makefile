@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= $(shell $(PYTHON) -c "import os,pathlib;print(pathlib.Path(os.environ.get('DOPPEL_HOME') or pathlib.Path.home()/'.local/share/doppel')/'demo')")
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# llama-cpp-python compiles llama.cpp on install; use every core.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install demo test lint bench bench-prepare bench-train clean
+.PHONY: install demo test lint bench bench-prepare bench-train bench-export clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +27,7 @@ demo: install
 	# train refuses to overwrite a run: the demo starts a fresh one each time.
 	rm -rf $(DEMO_DIR)/run
 	$(VENV)/bin/doppel train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --config configs/train/cpu-demo.yaml
+	$(VENV)/bin/doppel export $(DEMO_DIR)/run --out $(DEMO_DIR)/model.gguf
 
 lint: install
 	$(PY) -m ruff check .
@@ -40,7 +43,11 @@ bench-prepare: install
 bench-train: install
 	$(PY) bench/bench_train.py
 
-bench: bench-prepare bench-train
+# Exports the demo run: run `make demo` first.
+bench-export: install
+	$(PY) bench/bench_export.py
+
+bench: bench-prepare bench-train bench-export
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

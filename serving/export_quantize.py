@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from doppel.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = file_type(quant)
-    params.nthread = _threads()
+    params.nthread = usable_cpus()
     with _quiet_llama_cpp():
         code = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if code != 0 or not dst.is_file():
@@ -82,10 +83,3 @@ def _quiet_llama_cpp() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)

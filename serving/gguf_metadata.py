@@ -82,10 +82,12 @@ def write_with_metadata(src: Path, dst: Path, metadata: Mapping[str, Any], stop_
         for key in (EOS_KEY, EOT_KEY):
             new_fields[key] = (int(stop_token_id), gguf.GGUFValueType.UINT32, None)
     with _quiet_gguf_writer():
-        _copy(gguf.GGUFReader(src), dst, new_fields)
+        copy_with_fields(gguf.GGUFReader(src), dst, new_fields)
 
 
-def _copy(reader: Any, dst: Path, new_fields: dict[str, tuple[Any, Any, Any]]) -> None:
+def copy_with_fields(reader: Any, dst: Path, new_fields: dict[str, tuple[Any, Any, Any]]) -> None:
+    """Copy the GGUF behind ``reader`` to ``dst``, tensors untouched, with ``new_fields`` (key: (value, type,
+    array item type)) replacing or adding keys; doppel's old keys are dropped."""
     import gguf
 
     architecture = reader.get_field(gguf.Keys.General.ARCHITECTURE)

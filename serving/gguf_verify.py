@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from doppel.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,8 @@ def load_llama(model_path: Path, *, n_ctx: int, lora_path: Path | None = None) -
         n_ctx=n_ctx,
         n_batch=n_ctx,
         n_ubatch=n_ctx,
-        n_threads=_threads(),
-        n_threads_batch=_threads(),
+        n_threads=usable_cpus(),
+        n_threads_batch=usable_cpus(),
         logits_all=True,
         lora_path=str(lora_path) if lora_path else None,
         seed=0,
@@ -356,13 +357,6 @@ def _logsumexp(scores: np.ndarray, chunk: int = 64) -> np.ndarray:
         peak = block.max(axis=1, keepdims=True)
         result[start : start + chunk] = (peak + np.log(np.exp(block - peak).sum(axis=1, keepdims=True)))[:, 0]
     return result
-
-
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,25 +57,6 @@ class Exported:
 
 
 @pytest.fixture(scope="session")
-def doppel_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A DOPPEL_HOME holding the de-quantized SmolLM2 base (converted once for the whole session)."""
-    from training.base_model import resolve_base
-
-    home = tmp_path_factory.mktemp("doppel-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VAR, str(home))
-        resolve_base(None)
-    yield home
-
-
-@pytest.fixture
-def home_env(doppel_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point DOPPEL_HOME at the shared home for one test (base and converters are cache hits)."""
-    monkeypatch.setenv(ENV_VAR, str(doppel_home))
-    return doppel_home
-
-
-@pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 training and 6 validation sessions: owner "Me" answering friends Anna and Bob Smith."""
     rng = random.Random(3)
@@ -86,7 +66,7 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lora_run(doppel_home: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lora_run(smollm2_home: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished LoRA run of a few real CPU steps (enough to move the model well away from the base)."""
     from training.train import train
     from training.train_config import TrainConfig
@@ -104,19 +84,19 @@ def lora_run(doppel_home: Path, dataset_dir: Path, tmp_path_factory: pytest.Temp
         save_every=TRAIN_STEPS,
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VAR, str(doppel_home))
+        patch.setenv(ENV_VAR, str(smollm2_home))
         train(config)
     return run
 
 
 @pytest.fixture(scope="session")
-def trained(doppel_home: Path, lora_run: Path) -> tuple[Any, Any]:
+def trained(smollm2_home: Path, lora_run: Path) -> tuple[Any, Any]:
     """(model, tokenizer): the run's LoRA merged into the base, as transformers computes it."""
     from serving.export_model import load_trained
     from serving.export_run import load_run
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VAR, str(doppel_home))
+        patch.setenv(ENV_VAR, str(smollm2_home))
         return load_trained(load_run(lora_run))
 
 
@@ -126,18 +106,18 @@ def exports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def merged_export(doppel_home: Path, lora_run: Path, exports_dir: Path) -> Exported:
+def merged_export(smollm2_home: Path, lora_run: Path, exports_dir: Path) -> Exported:
     """``export(RUN, out=model.gguf, quant=f16)``: the merged model, verified."""
     from serving.gguf_export import ExportConfig, export
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VAR, str(doppel_home))
+        patch.setenv(ENV_VAR, str(smollm2_home))
         summary = export(ExportConfig(run=lora_run, out=exports_dir / "model.gguf", quant="f16"))
     return Exported(out=summary.out, base=None, summary=summary, stdout=summary.describe())
 
 
 @pytest.fixture(scope="session")
-def adapter_export(doppel_home: Path, lora_run: Path, exports_dir: Path) -> Exported:
+def adapter_export(smollm2_home: Path, lora_run: Path, exports_dir: Path) -> Exported:
     """``doppel export RUN --out adapter.gguf --adapter-only --quant q8_0``, through the real CLI."""
     from doppel.cli import main
     from serving.export_run import load_run
@@ -146,7 +126,7 @@ def adapter_export(doppel_home: Path, lora_run: Path, exports_dir: Path) -> Expo
     out = exports_dir / "adapter.gguf"
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
-        patch.setenv(ENV_VAR, str(doppel_home))
+        patch.setenv(ENV_VAR, str(smollm2_home))
         code = main(["export", str(lora_run), "--out", str(out), "--adapter-only", "--quant", "q8_0"])
     assert code == 0
     base = exports_dir / base_file_name(load_run(lora_run), "q8_0")

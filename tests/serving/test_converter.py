@@ -14,10 +14,10 @@ from serving.converter import SDIST_ENV, _wanted, ensure_sources, extract_source
 from training.errors import InputError
 
 
-def test_sources_match_the_installed_llama_cpp_python(home_env: Path) -> None:
+def test_sources_match_the_installed_llama_cpp_python(smollm2_env: Path) -> None:
     sources = ensure_sources()
     assert sources.version == importlib.metadata.version("llama-cpp-python").split("+")[0] == installed_version()
-    assert sources.root == home_env / "cache" / f"llama-cpp-{sources.version}"
+    assert sources.root == smollm2_env / "cache" / f"llama-cpp-{sources.version}"
     marker = json.loads((sources.root / "doppel-sources.json").read_text(encoding="utf-8"))
     assert marker["version"] == sources.version
     assert marker["sdist"] == f"llama_cpp_python-{sources.version}.tar.gz"

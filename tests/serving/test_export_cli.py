@@ -105,7 +105,7 @@ def test_unfinished_or_incomplete_run(
 
 
 def test_unsupported_architecture(
-    home_env: Path, run_copy: Callable[..., Path], lora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    smollm2_env: Path, run_copy: Callable[..., Path], lora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     info = json.loads((lora_run / "run.json").read_text(encoding="utf-8"))
     fake_base = tmp_path / "fancy-base"
@@ -121,7 +121,7 @@ def test_unsupported_architecture(
 
 
 def test_adapter_only_needs_a_plain_lora_run(
-    home_env: Path, run_copy: Callable[..., Path], lora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    smollm2_env: Path, run_copy: Callable[..., Path], lora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
     from safetensors.torch import save_file
@@ -147,7 +147,7 @@ def test_adapter_only_needs_a_plain_lora_run(
 
 
 def test_verification_needs_the_dataset(
-    home_env: Path, run_copy: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    smollm2_env: Path, run_copy: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = run_copy("moved", dataset_path=str(tmp_path / "gone"))
     result = run_cli([str(run), "--out", str(tmp_path / "out" / "m.gguf")], capsys)
@@ -156,7 +156,11 @@ def test_verification_needs_the_dataset(
 
 
 def test_not_enough_disk_space(
-    home_env: Path, lora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    smollm2_env: Path,
+    lora_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = shutil.disk_usage
 

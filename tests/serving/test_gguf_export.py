@@ -115,7 +115,7 @@ def test_no_scratch_is_left_behind(merged_export: Exported, adapter_export: Expo
 
 
 def test_second_adapter_export_keeps_the_base_already_there(
-    adapter_export: Exported, lora_run: Path, home_env: Path
+    adapter_export: Exported, lora_run: Path, smollm2_env: Path
 ) -> None:
     assert adapter_export.base is not None
     before = adapter_export.base.stat()
@@ -149,7 +149,7 @@ def test_registering_the_export_command_imports_nothing_heavy() -> None:
 
 
 def test_full_fine_tune_exports_without_a_merge_at_the_default_quantization(
-    home_env: Path, dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    smollm2_env: Path, dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from serving.gguf_metadata import read_doppel_metadata, read_fields
     from training.train import train

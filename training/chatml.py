@@ -51,9 +51,16 @@ def turn_body(messages: Sequence[str]) -> str:
     return "\n".join(MESSAGE_PREFIX + message for message in messages)
 
 
+_BETWEEN_MESSAGES = "\n" + MESSAGE_PREFIX
+
+
 def render_turn(speaker: str, messages: Sequence[str]) -> str:
     """One complete turn, closing token and separator included."""
-    return turn_header(speaker) + turn_body(messages) + IM_END + TURN_SEPARATOR
+    # Equal to turn_header(speaker) + turn_body(messages) + IM_END + TURN_SEPARATOR, in one join: prepare
+    # renders every turn of a million-message export through here.
+    if not messages:
+        return f"{IM_START}{speaker}\n{IM_END}{TURN_SEPARATOR}"
+    return f"{IM_START}{speaker}\n{MESSAGE_PREFIX}{_BETWEEN_MESSAGES.join(messages)}{IM_END}{TURN_SEPARATOR}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,8 @@ class _Buffer:
             return False
         want = max(READ_CHUNK, at_least - self.available())
         chunk = self.handle.read(want)
-        self.hasher.update(chunk)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
         self.offset += self.pos
         self.data = self.data[self.pos :] + chunk
         self.pos = 0
@@ -170,8 +171,10 @@ class _Buffer:
 class ExportStream:
     """Opens one export file; use as a context manager. Also hashes the bytes as it reads them."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hash_bytes: bool = True) -> None:
+        """``hash_bytes=False`` skips hashing (``sha256`` then stays empty): a reader that only needs a part."""
         self.path = path
+        self._hash_bytes = hash_bytes
         self.kind: str | None = None  # "full" or "single", known once chats() starts
         self.personal_information: dict[str, Any] | None = None
         self.sha256 = hashlib.sha256()
@@ -184,7 +187,7 @@ class ExportStream:
             self._handle = self.path.open("rb")
         except OSError as error:
             raise InputError(f"{self.path}: cannot open ({error.strerror or error})") from None
-        self._buffer = _Buffer(self._handle, self.sha256)
+        self._buffer = _Buffer(self._handle, self.sha256 if self._hash_bytes else None)
         return self
 
     def __exit__(

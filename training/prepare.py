@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import resource
 import shutil
 import sqlite3
 import struct
@@ -25,21 +27,21 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 from tqdm import tqdm
 
 from doppel import __version__
+from doppel.system import usable_cpus
 from training.chatml import Turn, neutralise, render_turn
-from training.dataset_format import DATASET_FORMAT, MANIFEST_NAME, REPORT_NAME, load_manifest
-from training.dataset_writer import SplitWriter, write_dataset_dict_index
 from training.errors import InputError
-from training.export_stream import ChatHeader, ExportStream
+from training.export_stream import ChatHeader, ExportStream, RawMessage
 from training.messages import Drop, Message, normalise
+from training.prepare_workers import MIN_PARALLEL_BYTES, ParallelRead, read_in_parallel
 from training.report import PrepareStats, format_report
 from training.scrub import Blocklist, Scrubber
 from training.sessions import (
@@ -54,7 +56,16 @@ from training.sessions import (
 )
 from training.speakers import SpeakerRegistry, resolve_owner
 
+if TYPE_CHECKING:
+    from training.dataset_writer import SplitWriter
+
 log = logging.getLogger(__name__)
+
+Row = tuple[int, int, str, str, str]  # a clean message: id, date, speaker id, speaker name, text
+# A session as spilled between the passes: chat index, start, end, messages, [(speaker id, name, texts)].
+SpilledSession = tuple[int, int, int, int, list[tuple[str, str, list[str]]]]
+_SCRUB_SUSPECT = re.compile(r"[\d@<]")
+_NEUTRALISE_SUSPECT = re.compile(r"<")
 
 DEFAULT_CHAT_TYPES = ("personal_chat", "private_group", "private_supergroup")
 ALL_CHAT_TYPES = (
@@ -92,6 +103,7 @@ class PrepareConfig:
     until: int | None = None  # unix seconds, exclusive
     keep_forwarded: bool = False
     progress: bool = True
+    workers: int | None = None  # processes for pass 1; None: up to 2 when the export is big enough
 
     def validate(self) -> None:
         if not self.exports:
@@ -100,6 +112,8 @@ class PrepareConfig:
             raise InputError(f"--session-gap must be positive, got {self.session_gap} s")
         if self.max_tokens < 32:
             raise InputError(f"--max-tokens must be at least 32, got {self.max_tokens}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"workers must be at least 1, got {self.workers}")
         if not 0 <= self.val_fraction < 1:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.since is not None and self.until is not None and self.since >= self.until:
@@ -129,7 +143,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     config.validate()
     started = time.perf_counter()
     exports = tuple(resolve_export_path(path) for path in config.exports)
-    _check_output_dir(config.out)
+    _check_output_dir(config.out, early=True)
     blocklist = Blocklist.from_file(config.blocklist) if config.blocklist else None
     count_tokens = _token_counter(config.tokenizer)
     stats = PrepareStats(files=[str(path) for path in exports])
@@ -138,21 +152,36 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     spill: _SessionSpill | None = None
     try:
         reader = _Reader(config, stats, blocklist)
-        spill = _SessionSpill(scratch / "sessions.bin")
         registry = SpeakerRegistry()
         owner_ids: set[str] = set()
-        for chat_index, _chat, messages in reader.read(exports, scratch, owner_ids):
-            sessionizer = Sessionizer(chat_index, config.session_gap)
-            add = sessionizer.add
-            for message in messages:
-                finished = add(message.date, message.speaker_id, message.speaker_name, message.text)
-                if finished is not None:
-                    spill.add(finished, stats, registry)
-            last = sessionizer.flush()
-            if last is not None:
-                spill.add(last, stats, registry)
-        spill.finish_writing()
+        workers = _worker_count(config, exports)
+        sessions: _SessionSpill | ParallelRead
+        if workers > 1:
+            with reader.progress_bar(exports) as bar:
+                sessions = read_in_parallel(
+                    reader,
+                    exports[0],
+                    workers,
+                    scratch,
+                    config.session_gap,
+                    owner_ids,
+                    registry,
+                    lambda position: bar.update(position - bar.n),
+                )
+            reader._hashes.append(sessions.sha256)
+        else:
+            sessions = spill = _SessionSpill(scratch / "sessions.bin")
+            for chat_index, _chat, batches in reader.read(exports, scratch, owner_ids):
+                sessionizer = Sessionizer(chat_index, config.session_gap)
+                for rows in batches:
+                    for finished in sessionizer.add_many(rows):
+                        spill.add(finished, stats, registry)
+                last = sessionizer.flush()
+                if last is not None:
+                    spill.add(last, stats, registry)
+            spill.finish_writing()
         stats.sha256 = reader.combined_hash()
+        _log_phase("pass 1 (read)", started, workers)
 
         sources = ", ".join(map(str, exports))
         owner_id = resolve_owner(registry, config.me, owner_ids, sources)
@@ -162,11 +191,12 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                 "check --me, the chat filters and --since/--until"
             )
         names = registry.finalise(owner_id)
+        _log_phase("pass 2 (decide)", started, workers)
         # The keep rule (two or more turns, the owner speaks after the first): single-turn sessions
         # have no later speakers, so membership alone decides.
-        kept = [owner_id in later for later in spill.later_speakers]
+        kept = [owner_id in later for later in sessions.later_speakers]
         cutoff = validation_cutoff(
-            [start for start, keep in zip(spill.starts, kept, strict=True) if keep], config.val_fraction
+            [start for start, keep in zip(sessions.starts, kept, strict=True) if keep], config.val_fraction
         )
         if not any(kept):
             raise InputError(
@@ -174,28 +204,31 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                 "anyone; check --me, the chat filters and --since/--until"
             )
 
+        # pyarrow only now: the pass-1 workers were forked from a parent without it (see prepare_workers).
+        _check_output_dir(config.out)
+        from training.dataset_format import MANIFEST_NAME, REPORT_NAME
+        from training.dataset_writer import SplitWriter, write_dataset_dict_index
+
         staging = scratch / "dataset"
         writers = {split: SplitWriter(staging / split, split) for split in ("train", "validation")}
         turn_counts: Counter[str] = Counter()
         message_counts: Counter[str] = Counter()
-        for session, keep in zip(spill.read(), kept, strict=True):
-            if not keep:
-                continue
-            chat = reader.chats[session.chat_index]
-            turns = [Turn(names[speaker], tuple(texts)) for speaker, _, texts in session.turns]
-            for speaker, _, texts in session.turns:
-                turn_counts[speaker] += 1
-                message_counts[speaker] += len(texts)
-            split = "validation" if cutoff is not None and session.start >= cutoff else "train"
-            for row in session_rows(session, chat, turns, count_tokens, config):
-                writers[split].write(row)
-                stats.windows += 1
-                stats.window_tokens.append(row["n_tokens"])
-            stats.sessions_kept += 1
-            stats.turns += len(session.turns)
-            stats.session_messages.append(session.messages)
+        write_sessions(
+            sessions.read_raw(),
+            kept,
+            reader.chats,
+            names,
+            cutoff,
+            count_tokens,
+            config,
+            writers,
+            stats,
+            turn_counts,
+            message_counts,
+        )
         for writer in writers.values():
             writer.close()
+        _log_phase("pass 3 (write)", started, workers)
         write_dataset_dict_index(staging)
         stats.train_rows, stats.validation_rows = writers["train"].rows, writers["validation"].rows
         stats.seconds = time.perf_counter() - started
@@ -225,30 +258,80 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def session_rows(
-    session: RawSession, chat: ChatInfo, turns: list[Turn], count_tokens: TokenCounter, config: PrepareConfig
-) -> Iterator[dict[str, Any]]:
-    """One dataset row per window of the session (one row when it fits)."""
-    rendered = [render_turn(turn.speaker, turn.messages) for turn in turns]
-    costs = [count_tokens(text) for text in rendered]
-    if max(costs) > config.max_tokens:
-        turns = split_long_turns(turns, count_tokens, config.max_tokens)
-        rendered = [render_turn(turn.speaker, turn.messages) for turn in turns]
-        costs = [count_tokens(text) for text in rendered]
+def write_sessions(
+    sessions: Iterable[SpilledSession],
+    kept: Iterable[bool],
+    chats: Sequence[ChatInfo],
+    names: dict[str, str],
+    cutoff: int | None,
+    count_tokens: TokenCounter,
+    config: PrepareConfig,
+    writers: dict[str, SplitWriter],
+    stats: PrepareStats,
+    turn_counts: Counter[str],
+    message_counts: Counter[str],
+) -> None:
+    """Pass 3: render each kept session into rows, one per window (one row when it fits), and write them."""
+    max_tokens = config.max_tokens
     overlap = config.overlap_tokens if config.overlap_tokens is not None else config.max_tokens // 4
-    for window_index, (start, end) in enumerate(windows(costs, config.max_tokens, overlap)):
-        window_turns = turns[start:end]
-        yield {
-            "session_id": f"{chat.id}:{session.start}#{window_index}",
-            "chat_id": chat.id,
-            "chat_type": chat.type,
-            "start": session.start,
-            "end": session.end,
-            "window": window_index,
-            "turns": [{"speaker": turn.speaker, "messages": list(turn.messages)} for turn in window_turns],
-            "text": "".join(rendered[start:end]),
-            "n_tokens": sum(costs[start:end]),
-        }
+    train, validation = writers["train"], writers["validation"]
+    window_tokens = stats.window_tokens
+    session_messages = stats.session_messages
+    rows = turns_total = sessions_kept = 0
+    for (chat_index, start, end, messages, turns), keep in zip(sessions, kept, strict=True):
+        if not keep:
+            continue
+        chat = chats[chat_index]
+        speakers: list[str] = []
+        bodies: list[Sequence[str]] = []
+        for speaker_id, _, texts in turns:
+            speakers.append(names[speaker_id])
+            bodies.append(texts)
+            turn_counts[speaker_id] += 1
+            message_counts[speaker_id] += len(texts)
+        rendered = [render_turn(speaker, texts) for speaker, texts in zip(speakers, bodies, strict=True)]
+        costs = list(map(count_tokens, rendered))
+        writer = validation if cutoff is not None and start >= cutoff else train
+        total = sum(costs)
+        if total <= max_tokens:  # the common case: the whole session is one row
+            writer.add(
+                f"{chat.id}:{start}#0", chat.id, chat.type, start, end, 0, speakers, bodies, "".join(rendered), total
+            )
+            window_tokens.append(total)
+            rows += 1
+        else:
+            if max(costs) > max_tokens:
+                split = split_long_turns(
+                    [Turn(speaker, tuple(texts)) for speaker, texts in zip(speakers, bodies, strict=True)],
+                    count_tokens,
+                    max_tokens,
+                )
+                speakers = [turn.speaker for turn in split]
+                bodies = [turn.messages for turn in split]
+                rendered = [render_turn(turn.speaker, turn.messages) for turn in split]
+                costs = [count_tokens(text) for text in rendered]
+            for window_index, (first, stop) in enumerate(windows(costs, max_tokens, overlap)):
+                tokens = sum(costs[first:stop])
+                writer.add(
+                    f"{chat.id}:{start}#{window_index}",
+                    chat.id,
+                    chat.type,
+                    start,
+                    end,
+                    window_index,
+                    speakers[first:stop],
+                    bodies[first:stop],
+                    "".join(rendered[first:stop]),
+                    tokens,
+                )
+                window_tokens.append(tokens)
+                rows += 1
+        sessions_kept += 1
+        turns_total += len(turns)
+        session_messages.append(messages)
+    stats.windows += rows
+    stats.sessions_kept += sessions_kept
+    stats.turns += turns_total
 
 
 def validation_cutoff(starts: list[int], fraction: float) -> int | None:
@@ -295,15 +378,7 @@ class _Reader:
     def read(
         self, exports: tuple[Path, ...], scratch: Path, owner_ids: set[str]
     ) -> Iterator[tuple[int, ChatInfo, Iterator[Message]]]:
-        total = sum(path.stat().st_size for path in exports)
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            desc="prepare",
-            disable=None if self.config.progress else True,  # None: only on a terminal
-            leave=False,
-        ) as bar:
+        with self.progress_bar(exports) as bar:
             self._bar = bar
             if len(exports) == 1:
                 yield from self._read_direct(exports[0], owner_ids)
@@ -311,6 +386,16 @@ class _Reader:
                 yield from self._read_merged(exports, scratch / "merge.sqlite", owner_ids)
         if self.scrubber is not None:
             self.stats.scrubbed.update(self.scrubber.counts)
+
+    def progress_bar(self, exports: tuple[Path, ...]) -> tqdm:
+        return tqdm(
+            total=sum(path.stat().st_size for path in exports),
+            unit="B",
+            unit_scale=True,
+            desc="prepare",
+            disable=None if self.config.progress else True,  # None: only on a terminal
+            leave=False,
+        )
 
     def combined_hash(self) -> str:
         if len(self._hashes) == 1:
@@ -326,7 +411,7 @@ class _Reader:
                     self.stats.messages_in_skipped_chats += chat.skip()
                 else:
                     self.chats.append(info)
-                    yield len(self.chats) - 1, info, self._messages(export, chat.batches(), path, info)
+                    yield len(self.chats) - 1, info, self._batches(export, chat.batches())
                 self._bar.update(export.position - self._bar.n)
             self._note_owner(export, owner_ids)
             self._hashes.append(export.sha256.hexdigest())
@@ -355,19 +440,12 @@ class _Reader:
                     chat_index = chat_index_by_id[info.id]
                     before = connection.total_changes
                     inserted = 0
-                    for message in self._messages(export, chat.batches(), path, info, offset=done):
-                        connection.execute(
+                    for rows in self._batches(export, chat.batches(), offset=done):
+                        connection.executemany(
                             "INSERT OR IGNORE INTO message VALUES (?, ?, ?, ?, ?, ?)",
-                            (
-                                chat_index,
-                                message.id,
-                                message.date,
-                                message.speaker_id,
-                                message.speaker_name,
-                                message.text,
-                            ),
+                            [(chat_index, *row) for row in rows],
                         )
-                        inserted += 1
+                        inserted += len(rows)
                     duplicates = inserted - (connection.total_changes - before)
                     self.stats.dropped[Drop.DUPLICATE] += duplicates
                     self.stats.kept_messages -= duplicates
@@ -376,11 +454,11 @@ class _Reader:
                 done += path.stat().st_size
         connection.commit()
         for chat_index, info in enumerate(self.chats):
-            rows = connection.execute(
+            cursor = connection.execute(
                 "SELECT id, date, speaker_id, speaker_name, text FROM message WHERE chat = ? ORDER BY date, id",
                 (chat_index,),
             )
-            yield chat_index, info, (Message(*row) for row in rows)
+            yield chat_index, info, iter(lambda cursor=cursor: cursor.fetchmany(4096), [])
         connection.close()
 
     def _note_owner(self, export: ExportStream, owner_ids: set[str]) -> None:
@@ -390,54 +468,95 @@ class _Reader:
 
     def _select(self, header: ChatHeader, path: Path) -> ChatInfo | None:
         """The chat's info when the filters admit it; else None, counted by reason."""
+        info, reason = self.decide(header)
         self.stats.chats_read += 1
+        if info is None:
+            self.stats.chats_skipped[reason] += 1
+        else:
+            self.stats.chats_used += 1
+        return info
+
+    def decide(self, header: ChatHeader) -> tuple[ChatInfo | None, str]:
+        """The chat's info when the filters admit it, else None and the reason (counts nothing)."""
         chat_type = header.type if isinstance(header.type, str) else "unknown"
         chat_id = header.id if isinstance(header.id, int) and not isinstance(header.id, bool) else -(header.index + 1)
         name = header.name if isinstance(header.name, str) else None
         keys = {str(chat_id)} | ({name.casefold()} if name else set())
         if self._include and not keys & self._include:
-            self.stats.chats_skipped["not in --include"] += 1
-            return None
+            return None, "not in --include"
         if keys & self._exclude:
-            self.stats.chats_skipped["--exclude"] += 1
-            return None
+            return None, "--exclude"
         if not self._include and chat_type not in self.config.chat_types:
-            self.stats.chats_skipped[f"type {chat_type}"] += 1
-            return None
-        self.stats.chats_used += 1
-        return ChatInfo(id=chat_id, name=name, type=chat_type)
+            return None, f"type {chat_type}"
+        return ChatInfo(id=chat_id, name=name, type=chat_type), ""
 
-    def _messages(
-        self, export: ExportStream, batches: Iterator[list[Any]], path: Path, chat: ChatInfo, offset: int = 0
-    ) -> Iterator[Message]:
+    def _batches(self, export: ExportStream, batches: Iterator[list[Any]], offset: int = 0) -> Iterator[list[Row]]:
+        """Each batch of raw messages as the rows (id, date, speaker id, name, text) that pass every filter."""
+        clean = self._clean
+        bar = self._bar
+        for batch in batches:
+            yield clean(batch)
+            bar.update(offset + export.position - bar.n)
+
+    def _clean(self, batch: list[RawMessage]) -> list[Row]:
+        """Normalise, filter and scrub one batch (:func:`training.messages.normalise` and the filters, fused).
+
+        One tight loop per batch instead of a few calls per message: this is most of pass 1's time. The
+        plain-text test below is normalise's own fast path, inlined; anything else goes through normalise.
+        """
         stats, config, blocklist, scrubber = self.stats, self.config, self.blocklist, self.scrubber
         since, until = config.since, config.until
+        ranged = since is not None or until is not None
+        keep_forwarded = config.keep_forwarded
         dropped = stats.dropped
-        kept = 0
-        for batch in batches:
-            stats.messages_read += len(batch)
-            for raw in batch:
-                message = normalise(raw, keep_forwarded=config.keep_forwarded)
+        # Text without a digit, '@' or '<' needs neither scrubbing nor neutralising: one search decides.
+        suspect = (_SCRUB_SUSPECT if scrubber is not None else _NEUTRALISE_SUSPECT).search
+        unset = msgspec.UNSET
+        rows: list[Row] = []
+        append = rows.append
+        for raw in batch:
+            text = raw.text
+            if (
+                text.__class__ is str
+                and raw.type == "message"
+                and raw.media_type is None
+                and raw.forwarded_from is unset
+                and raw.via_bot is unset
+                and raw.saved_from is unset
+                and raw.action is None
+                and raw.id.__class__ is int
+                and (stamp := raw.date_unixtime).__class__ is str
+                and (speaker_id := raw.from_id).__class__ is str
+                and (name := raw.sender).__class__ is str
+                and stamp.isdigit()
+                and not text.isspace()
+                and text
+            ):
+                message_id, date = raw.id, int(stamp)
+            else:
+                message = normalise(raw, keep_forwarded=keep_forwarded)
                 if isinstance(message, Drop):
                     dropped[message] += 1
                     continue
-                if (since is not None and message.date < since) or (until is not None and message.date >= until):
-                    dropped[Drop.OUT_OF_RANGE] += 1
-                    continue
-                text = message.text
-                if blocklist is not None and blocklist.matches(text):
-                    dropped[Drop.BLOCKLISTED] += 1
-                    continue
-                cleaned = neutralise(scrubber(text) if scrubber is not None else text)
-                kept += 1
-                yield (
-                    message
-                    if cleaned is text
-                    else Message(message.id, message.date, message.speaker_id, message.speaker_name, cleaned)
+                message_id, date, speaker_id, name, text = (
+                    message.id,
+                    message.date,
+                    message.speaker_id,
+                    message.speaker_name,
+                    message.text,
                 )
-            stats.kept_messages += kept
-            kept = 0
-            self._bar.update(offset + export.position - self._bar.n)
+            if ranged and ((since is not None and date < since) or (until is not None and date >= until)):
+                dropped[Drop.OUT_OF_RANGE] += 1
+                continue
+            if blocklist is not None and blocklist.matches(text):
+                dropped[Drop.BLOCKLISTED] += 1
+                continue
+            if suspect(text) is not None:
+                text = neutralise(scrubber(text) if scrubber is not None else text)
+            append((message_id, date, speaker_id, name, text))
+        stats.messages_read += len(batch)
+        stats.kept_messages += len(rows)
+        return rows
 
 
 class _SessionSpill:
@@ -475,12 +594,16 @@ class _SessionSpill:
             self._handle.close()
 
     def read(self) -> Iterator[RawSession]:
-        decoder = msgspec.msgpack.Decoder()
+        for chat_index, start, end, messages, turns in self.read_raw():
+            yield RawSession(chat_index, start, end, [tuple(turn) for turn in turns], messages)  # type: ignore[misc]
+
+    def read_raw(self) -> Iterator[SpilledSession]:
+        """The sessions as stored: ``(chat index, start, end, messages, [(speaker id, name, texts)])``."""
+        decoder = msgspec.msgpack.Decoder(SpilledSession)
         with self.path.open("rb") as handle:
             while header := handle.read(self._LENGTH.size):
                 (length,) = self._LENGTH.unpack(header)
-                chat_index, start, end, messages, turns = decoder.decode(handle.read(length))
-                yield RawSession(chat_index, start, end, [tuple(turn) for turn in turns], messages)
+                yield decoder.decode(handle.read(length))
 
 
 def build_manifest(
@@ -492,6 +615,8 @@ def build_manifest(
     exports: tuple[Path, ...],
     reader: _Reader,
 ) -> dict[str, Any]:
+    from training.dataset_format import DATASET_FORMAT  # here, not at the top: imports pyarrow
+
     settings = asdict(config)
     settings["exports"] = [path.name for path in exports]
     settings["out"] = str(config.out)
@@ -501,6 +626,7 @@ def build_manifest(
     settings["blocklist_size"] = reader.blocklist.size if reader.blocklist else 0
     settings["token_estimate"] = "tokenizer" if config.tokenizer else "utf8-bytes/3.5"
     settings.pop("progress")
+    settings.pop("workers")  # how the work was spread changes nothing in the dataset
     return {
         "format": DATASET_FORMAT,
         "program": {"name": "doppel", "version": __version__},
@@ -515,6 +641,29 @@ def build_manifest(
         "counts": stats.counts(),
         "splits": {"train": stats.train_rows, "validation": stats.validation_rows},
     }
+
+
+def _log_phase(phase: str, started: float, workers: int) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        log.debug("%s done at %.2f s (%d workers), peak RSS %d MB", phase, time.perf_counter() - started, workers, peak)
+
+
+def _worker_count(config: PrepareConfig, exports: tuple[Path, ...]) -> int:
+    """Processes for pass 1: one per core up to two, for a single export big enough to be worth it.
+
+    Several exports are merged through SQLite first, which is one stream: they are read in-process.
+    """
+    if len(exports) != 1:
+        return 1
+    if config.workers is not None:
+        return config.workers
+    if exports[0].stat().st_size < MIN_PARALLEL_BYTES:
+        return 1
+    cores = usable_cpus()
+    # Two, not one per core: every worker walks the whole file (skipping what others claimed), and the
+    # parent's pass 3 is serial, so more workers buy little and each costs memory.
+    return min(2, cores)
 
 
 def _token_counter(tokenizer: Path | None) -> TokenCounter:
@@ -532,16 +681,28 @@ def _token_counter(tokenizer: Path | None) -> TokenCounter:
     return lambda text: len(loaded(text, add_special_tokens=False)["input_ids"])
 
 
-def _check_output_dir(out: Path) -> None:
-    """Refuse to replace anything but an earlier doppel dataset (or an empty folder)."""
+def _check_output_dir(out: Path, *, early: bool = False) -> None:
+    """Refuse to replace anything but an earlier doppel dataset (or an empty folder).
+
+    ``early``: before pass 1, only a folder without a manifest is refused. The full check reads the
+    manifest with training.dataset_format, which imports pyarrow; done before the workers fork, that would
+    cost every process pyarrow's memory. So it runs again, fully, once pass 1 is over.
+    """
     if out.exists():
         if out.is_file():
             raise InputError(f"{out}: exists and is a file; --out needs a directory")
         if any(out.iterdir()):
+            refused = InputError(f"{out}: exists and is not a doppel dataset; refusing to overwrite it")
+            if early:
+                if not (out / "manifest.json").is_file():
+                    raise refused
+                return
+            from training.dataset_format import load_manifest  # here, not at the top: imports pyarrow
+
             try:
                 load_manifest(out)
             except InputError:
-                raise InputError(f"{out}: exists and is not a doppel dataset; refusing to overwrite it") from None
+                raise refused from None
 
 
 def _replace_atomically(staging: Path, out: Path) -> None:

@@ -53,3 +53,10 @@ def test_split_messages_inverts_turn_body(messages: list[str]) -> None:
 
 def test_split_messages_tolerates_a_missing_prefix() -> None:
     assert split_messages("hello\n>>> second\nstill second") == ["hello", "second\nstill second"]
+
+
+@given(st.text(max_size=8), st.lists(st.text(max_size=12), max_size=4))
+def test_render_turn_is_exactly_header_body_and_closing(speaker: str, messages: list[str]) -> None:
+    # render_turn is a one-join fast path; it must stay byte-equal to the pieces training and serving use.
+    for sequence in (messages, tuple(messages)):
+        assert render_turn(speaker, sequence) == turn_header(speaker) + turn_body(sequence) + "<|im_end|>\n"

@@ -322,3 +322,56 @@ def test_dataset_json_files_are_plain_json(tmp_path: Path) -> None:
     run(tmp_path, full_export([chat(10, "Anna", dialogue(conversation(0) + conversation(1)))]))
     for name in ("manifest.json", "dataset_dict.json", "train/state.json", "train/dataset_info.json"):
         json.loads((tmp_path / "dataset" / name).read_text(encoding="utf-8"))
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"max_tokens": 48, "overlap_tokens": 8, "scrub": False},
+        {"chat_types": ("personal_chat", "private_group", "bot_chat"), "keep_forwarded": True, "session_gap": 7200},
+    ],
+)
+def test_parallel_and_serial_reads_write_byte_identical_datasets(tmp_path: Path, settings: dict[str, Any]) -> None:
+    # The parallel read merges per-worker records and spills; every counter (and its key order), every
+    # speaker and every row must come out exactly as one process makes them. (Three workers on two cores
+    # also make the claim order vary from run to run.)
+    from training.sample_export import write_sample_export
+
+    export = write_sample_export(tmp_path / "result.json", seed=3, messages=6000).path
+    outputs = {}
+    for workers in (1, 2, 3):
+        out = tmp_path / f"out-{workers}"
+        result = prepare(PrepareConfig(exports=(export,), out=out, progress=False, workers=workers, **settings))
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        manifest["settings"].pop("out")
+        (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        (out / "report.txt").write_text(result.report.rsplit("\ntook ", 1)[0], encoding="utf-8")
+        outputs[workers] = _tree_bytes(out)
+    assert outputs[1].keys() == outputs[2].keys() == outputs[3].keys()
+    for name in outputs[1]:
+        assert outputs[2][name] == outputs[1][name], name
+        assert outputs[3][name] == outputs[1][name], name
+
+
+def test_parallel_reads_report_the_first_broken_message_like_a_serial_read(tmp_path: Path) -> None:
+    messages = dialogue(conversation(0) + conversation(1))
+    text = json.dumps(full_export([chat(10, "Anna", messages), chat(11, "Bob", messages), chat(12, "Cy", messages)]))
+    # Break the second chat's messages: the first worker reads chat 10, the other reaches this one first.
+    broken = tmp_path / "broken.json"
+    first, second = text.index('"messages"'), text.index('"messages"', text.index('"messages"') + 1)
+    cut = text.index('"text"', second)
+    broken.write_text(text[:cut] + '"text": tru, ' + text[cut:], encoding="utf-8")
+    assert first < second
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(InputError) as caught:
+            prepare(PrepareConfig(exports=(broken,), out=tmp_path / "out", progress=False, workers=workers))
+        errors.append(str(caught.value))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json"]  # no scratch left behind
+    assert errors[0] == errors[1]
+    assert "\n" not in errors[1] and "malformed JSON" in errors[1]

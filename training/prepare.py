@@ -15,6 +15,8 @@ Three passes, each in flat memory:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -140,6 +142,28 @@ class ChatInfo:
 
 def prepare(config: PrepareConfig) -> PrepareResult:
     """Run the stage: read ``config.exports``, write the dataset directory ``config.out``."""
+    with _collector_paused():
+        return _prepare(config)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (reference counting still frees everything).
+
+    Prepare allocates millions of short-lived tuples and strings and builds no reference cycles, so the
+    collector finds nothing, yet its generation scans cost ~14% of the wall time. Forked workers inherit
+    the pause. Peak RSS is unchanged (measured on the 1M-message benchmark).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _prepare(config: PrepareConfig) -> PrepareResult:
     config.validate()
     started = time.perf_counter()
     exports = tuple(resolve_export_path(path) for path in config.exports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,27 @@ def test_a_failed_run_leaves_no_output_and_no_scratch(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="truncated"):
         prepare(PrepareConfig(exports=(tmp_path / "bad.json",), out=tmp_path / "out", progress=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_the_garbage_collector_is_paused_only_while_preparing(tmp_path: Path) -> None:
+    assert gc.isenabled()
+    run(
+        tmp_path / "ok",
+        full_export([chat(10, "Anna", dialogue([(0, "Anna", ANNA, "hi"), (5, "Olga", OWNER_ID, "yo")]))]),
+    )
+    assert gc.isenabled()
+    with pytest.raises(InputError):
+        prepare(PrepareConfig(exports=(tmp_path / "missing.json",), out=tmp_path / "out", progress=False))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run(
+            tmp_path / "again",
+            full_export([chat(10, "Anna", dialogue([(0, "Anna", ANNA, "a"), (5, "Olga", OWNER_ID, "b")]))]),
+        )
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
 
 
 def test_the_export_where_the_owner_never_answers_is_an_input_error(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from doppel import __version__
 from serving.gguf_metadata import FORMAT
 from training.chatml import MESSAGE_PREFIX
 from training.errors import InputError
+from training.train_run_dir import RUN_FORMAT, RunDir
 
-RUN_FORMAT = "doppel-run/1"  # training.train_run_dir.RUN_FORMAT, kept here so reading a run stays light
 ADAPTER_METHODS = ("lora", "qlora")
 METHODS = (*ADAPTER_METHODS, "full")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -42,7 +42,7 @@ class ExportableRun:
 
     @property
     def model_dir(self) -> Path:
-        return self.path / "model"
+        return RunDir(self.path).model_dir
 
     @property
     def base(self) -> dict[str, str]:
@@ -71,7 +71,7 @@ def load_run(path: Path) -> ExportableRun:
     """Check that ``path`` holds a finished, complete run; an :class:`InputError` names what is missing."""
     if not path.is_dir():
         raise InputError(f"{path}: no such run directory (train one with `doppel train`)")
-    run_json = path / "run.json"
+    run_json = RunDir(path).run_json
     if not run_json.is_file():
         raise InputError(f"{path}: not a doppel run directory, run.json is missing")
     try:
@@ -118,8 +118,9 @@ def _check_model_dir(run: ExportableRun) -> None:
         check_safetensors(weights)
 
 
-def check_safetensors(path: Path) -> None:
-    """A truncated or overwritten safetensors file is an :class:`InputError` (reads only the header)."""
+def check_safetensors(path: Path) -> dict[str, dict[str, Any]]:
+    """The tensors a safetensors file's header describes (name: dtype, shape, data_offsets), read from the
+    header only; a truncated or overwritten file is an :class:`InputError`."""
     size = path.stat().st_size
     try:
         with path.open("rb") as handle:
@@ -127,11 +128,13 @@ def check_safetensors(path: Path) -> None:
             if length > size - 8:
                 raise ValueError("header longer than the file")
             header = json.loads(handle.read(length))
-        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
-    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+        end = max((int(entry["data_offsets"][1]) for entry in tensors.values()), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: damaged safetensors file ({error})") from None
     if 8 + length + end > size:
         raise InputError(f"{path}: truncated ({size:,} bytes, the header promises {8 + length + end:,})")
+    return tensors
 
 
 def adapter_config(run: ExportableRun) -> dict[str, Any]:

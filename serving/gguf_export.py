@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import math
 import os
 import re
 import shutil
@@ -42,7 +43,14 @@ from serving.converter import (
     ensure_sources,
 )
 from serving.export_quantize import DEFAULT_QUANT, F16, QUANTS, file_type, quantize
-from serving.export_run import ExportableRun, base_checkpoint, build_metadata, check_adapter_convertible, load_run
+from serving.export_run import (
+    ExportableRun,
+    base_checkpoint,
+    build_metadata,
+    check_adapter_convertible,
+    check_safetensors,
+    load_run,
+)
 from serving.gguf_metadata import read_doppel_metadata, read_fields, write_with_metadata
 from serving.gguf_verify import (
     DEFAULT_MAX_TOKENS,
@@ -64,7 +72,6 @@ GGUF_SUFFIX = ".gguf"
 _SCRATCH_PREFIX = ".tmp-export-"
 _DISK_MARGIN = 1.05
 _DISK_SLACK = 64 << 20  # logs, tokenizer files, the adapter
-_BYTES_PER_DTYPE = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
 GB = 1e9
 
 
@@ -428,21 +435,12 @@ def check_disk_space(directory: Path, checkpoint: Path, quant: str, *, merged: b
 
 def count_parameters(checkpoint: Path) -> tuple[int, int]:
     """(parameters, bytes) of a checkpoint's safetensors weights, read from their headers only."""
-    import json
-
     params = total = 0
     for weights in sorted(checkpoint.glob("*.safetensors")):
-        with weights.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in entry["shape"]:
-                count *= int(dim)
-            params += count
-            total += count * _BYTES_PER_DTYPE.get(entry["dtype"], 4)
+        for entry in check_safetensors(weights).values():
+            params += math.prod(int(dim) for dim in entry["shape"])
+            start, end = entry["data_offsets"]
+            total += int(end) - int(start)
     return params, total
 
 

@@ -105,30 +105,8 @@ def speaker_of(raw: RawMessage) -> tuple[str, str] | None:
     return None
 
 
-_UNSET = msgspec.UNSET
-
-
 def normalise(raw: RawMessage, *, keep_forwarded: bool = False) -> Message | Drop:
     """Apply the rules in the module docstring."""
-    text = raw.text
-    # Fast path for the common case, a plain text message (a million of these must take seconds).
-    if (
-        text.__class__ is str
-        and raw.type == "message"
-        and raw.media_type is None
-        and raw.forwarded_from is _UNSET
-        and raw.via_bot is _UNSET
-        and raw.saved_from is _UNSET
-        and raw.action is None
-        and raw.id.__class__ is int
-        and raw.date_unixtime.__class__ is str
-        and raw.from_id.__class__ is str
-        and raw.sender.__class__ is str
-        and raw.date_unixtime.isdigit()
-        and not text.isspace()
-        and text
-    ):
-        return Message(raw.id, int(raw.date_unixtime), raw.from_id, raw.sender, text)
     if raw.type == "service" or raw.action is not None:
         return Drop.SERVICE
     if raw.type != "message" or not isinstance(raw.id, int) or isinstance(raw.id, bool):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,8 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.exports import BASE_TIME, text_message
+from training.chatml import neutralise
 from training.export_stream import RawMessage
 from training.messages import DELETED_ACCOUNT, Drop, Message, flat_text, normalise
+from training.prepare import PrepareConfig, _Reader
+from training.report import PrepareStats
 
 
 def raw(**fields: Any) -> RawMessage:
@@ -151,3 +156,25 @@ def test_property_any_message_dict_is_either_kept_or_dropped_with_a_reason(field
 def test_flat_text_rejects_shapes_telegram_never_writes() -> None:
     assert flat_text({"text": "x"}) is None
     assert flat_text(["a", {"type": "bold", "text": "b"}]) == "ab"
+
+
+plain_text_message = st.builds(
+    lambda message_id, at, sender, text, extra: {**text_message(message_id, at, sender, 2, text), **extra},
+    st.integers(0, 10**9),
+    st.integers(0, 10**6),
+    st.text(max_size=8),
+    st.text(max_size=12),
+    st.dictionaries(keys, json_value, max_size=1),
+)
+
+
+@given(st.lists(plain_text_message | st.dictionaries(keys, json_value, max_size=10), max_size=8))
+def test_prepare_cleans_a_batch_exactly_as_normalise_judges_each_message(batch: list[dict[str, Any]]) -> None:
+    """prepare recognises plain text messages inline (its hot loop); the result must be normalise's."""
+    messages = [raw(**fields) for fields in batch]
+    reader = _Reader(PrepareConfig(exports=(), out=Path("unused"), scrub=False), PrepareStats(), None)
+    rows = reader._clean(messages)
+    judged = [normalise(message) for message in messages]
+    kept = [result for result in judged if isinstance(result, Message)]
+    assert rows == [(m.id, m.date, m.speaker_id, m.speaker_name, neutralise(m.text)) for m in kept]
+    assert reader.stats.dropped == Counter(result for result in judged if isinstance(result, Drop))

@@ -6,7 +6,9 @@
 
 Each stage module exposes ``register(subparsers)``, which adds its subcommand and sets ``handler`` to a
 function ``(args) -> int``. This module only assembles them, sets up logging and turns bad input
-(:class:`training.errors.InputError`) into a one-line message and exit code 2.
+(:class:`training.errors.InputError`) into a one-line message and exit code 2. A command line that names
+its stage imports only that stage's module: ``doppel prepare`` forks workers, and every megabyte the
+parent holds then is counted again in each of them.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 # Imported lazily, in this order: `doppel --help` must not pay for torch.
-STAGE_MODULES = (
-    "training.sample_export_cli",
-    "training.prepare_cli",
-    "training.train_cli",
-    "serving.export_cli",
-)
+STAGE_MODULES = {
+    "sample-export": "training.sample_export_cli",
+    "prepare": "training.prepare_cli",
+    "train": "training.train_cli",
+    "export": "serving.export_cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every stage, or only for ``stage`` when it is one of them."""
     parser = argparse.ArgumentParser(
         prog="doppel",
         description="Turn a Telegram export into a model, and a bot, that writes like you.",
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"doppel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (may include file paths)")
     subparsers = parser.add_subparsers(title="stages", metavar="STAGE", required=True)
-    for module_name in STAGE_MODULES:
+    for module_name in [STAGE_MODULES[stage]] if stage in STAGE_MODULES else STAGE_MODULES.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -52,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    stage = next((argument for argument in arguments if not argument.startswith("-")), None)
+    args = build_parser(stage).parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -9,29 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import pyarrow as pa
 
 from training.dataset_format import ARROW_SCHEMA, FEATURES_DICT, SPLITS
+from training.prepare_rows import RowChunk
 
 DATA_FILE = "data-00000-of-00001.arrow"
 ROWS_PER_BATCH = 256
+BATCH_TEXT_BYTES = 8 << 20
 # pyarrow's default allocator (mimalloc) keeps freed memory around; the system allocator hands it back,
 # which keeps prepare's peak RSS ~15 MB lower on a million messages.
 _POOL = pa.system_memory_pool()
-_SCALAR_COLUMNS = tuple(name for name in ARROW_SCHEMA.names if name != "turns")
 
 
 class SplitWriter:
-    """Appends rows to one split; call :meth:`close` (or use ``with``) to write its metadata.
+    """Appends row chunks to one split; call :meth:`close` (or use ``with``) to write its metadata.
 
-    Rows arrive column by column through :meth:`add` (no dict per row: prepare writes ~100,000 rows)
-    and leave as Arrow batches of ``ROWS_PER_BATCH`` rows.
+    Rows arrive as :class:`training.prepare_rows.RowChunk` (raw Arrow buffers, rendered in other
+    processes), become Arrow arrays without a copy, and leave as batches of at least ``ROWS_PER_BATCH``
+    rows (or ``BATCH_TEXT_BYTES`` of text): chunks are grouped in arrival order, so the file depends only
+    on the sequence of chunks.
     """
 
     def __init__(self, directory: Path, split: str) -> None:
@@ -42,86 +42,28 @@ class SplitWriter:
         self._writer = pa.ipc.new_stream(self._sink, ARROW_SCHEMA)
         self._fingerprint = hashlib.sha256()
         self.rows = 0
-        self._reset()
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = self._pending_bytes = 0
 
-    def _reset(self) -> None:
-        self._pending = 0
-        self._scalars: dict[str, list[Any]] = {name: [] for name in _SCALAR_COLUMNS}
-        self._turns_per_row: list[int] = []
-        self._speakers: list[str] = []
-        self._messages_per_turn: list[int] = []
-        self._messages: list[str] = []
-
-    def add(
-        self,
-        session_id: str,
-        chat_id: int,
-        chat_type: str,
-        start: int,
-        end: int,
-        window: int,
-        speakers: Sequence[str],
-        turn_messages: Iterable[Sequence[str]],
-        text: str,
-        n_tokens: int,
-    ) -> None:
-        """One row; ``speakers[i]`` says ``turn_messages[i]``."""
-        scalars = self._scalars
-        scalars["session_id"].append(session_id)
-        scalars["chat_id"].append(chat_id)
-        scalars["chat_type"].append(chat_type)
-        scalars["start"].append(start)
-        scalars["end"].append(end)
-        scalars["window"].append(window)
-        scalars["text"].append(text)
-        scalars["n_tokens"].append(n_tokens)
-        self._turns_per_row.append(len(speakers))
-        self._speakers.extend(speakers)
-        for messages in turn_messages:
-            self._messages_per_turn.append(len(messages))
-            self._messages.extend(messages)
-        self.rows += 1
-        self._pending += 1
-        if self._pending >= ROWS_PER_BATCH:
+    def add_chunk(self, chunk: RowChunk) -> None:
+        # datasets' fingerprint only has to change when the content does: every row's id and text, in order.
+        self._fingerprint.update(chunk.session_id_data)
+        self._fingerprint.update(chunk.text_data)
+        self._pending.append(chunk_to_batch(chunk))
+        self.rows += chunk.rows
+        self._pending_rows += chunk.rows
+        self._pending_bytes += len(chunk.text_data)
+        if self._pending_rows >= ROWS_PER_BATCH or self._pending_bytes >= BATCH_TEXT_BYTES:
             self._flush()
-
-    def write(self, row: dict[str, Any]) -> None:
-        """One row as a dict of the dataset's columns (``turns`` as ``[{"speaker", "messages"}]``)."""
-        turns = row["turns"]
-        self.add(
-            row["session_id"],
-            row["chat_id"],
-            row["chat_type"],
-            row["start"],
-            row["end"],
-            row["window"],
-            [turn["speaker"] for turn in turns],
-            [turn["messages"] for turn in turns],
-            row["text"],
-            row["n_tokens"],
-        )
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        scalars = self._scalars
-        # The fingerprint hashes every row's session_id then text, in order; one update per batch of the
-        # concatenation is the same digest as one update per piece, and far fewer calls.
-        pieces: list[str] = []
-        for session_id, text in zip(scalars["session_id"], scalars["text"], strict=True):
-            pieces.append(session_id)
-            pieces.append(text)
-        self._fingerprint.update("".join(pieces).encode())
-        self._writer.write_batch(
-            columns_to_batch(
-                scalars,
-                list(accumulate(self._turns_per_row, initial=0)),
-                self._speakers,
-                list(accumulate(self._messages_per_turn, initial=0)),
-                self._messages,
-            )
-        )
-        self._reset()
+        pending = self._pending
+        batch = pending[0] if len(pending) == 1 else pa.concat_batches(pending, memory_pool=_POOL)
+        self._writer.write_batch(batch)
+        self._pending = []
+        self._pending_rows = self._pending_bytes = 0
 
     def close(self) -> None:
         self._flush()
@@ -154,53 +96,48 @@ def write_dataset_dict_index(directory: Path) -> None:
     (directory / "dataset_dict.json").write_text(json.dumps({"splits": list(SPLITS)}), encoding="utf-8")
 
 
-def rows_to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
-    """Rows (dicts of the dataset's columns) to one Arrow batch."""
-    turn_counts: list[int] = []
-    speakers: list[str] = []
-    message_counts: list[int] = []
-    messages: list[str] = []
-    for row in rows:
-        turn_counts.append(len(row["turns"]))
-        for turn in row["turns"]:
-            speakers.append(turn["speaker"])
-            message_counts.append(len(turn["messages"]))
-            messages.extend(turn["messages"])
-    return columns_to_batch(
-        {name: [row[name] for row in rows] for name in _SCALAR_COLUMNS},
-        list(accumulate(turn_counts, initial=0)),
-        speakers,
-        list(accumulate(message_counts, initial=0)),
-        messages,
-    )
-
-
-def columns_to_batch(
-    scalars: dict[str, list[Any]],
-    turn_offsets: list[int],
-    speakers: list[str],
-    message_offsets: list[int],
-    messages: list[str],
-) -> pa.RecordBatch:
-    """One Arrow batch from its columns, the nested ``turns`` flattened into offsets (several times faster
-    than ``from_pylist`` on nested rows)."""
-    turn_struct = pa.StructArray.from_arrays(
-        [
-            pa.array(speakers, pa.string(), memory_pool=_POOL),
-            pa.ListArray.from_arrays(
-                pa.array(message_offsets, pa.int32(), memory_pool=_POOL),
-                pa.array(messages, pa.string(), memory_pool=_POOL),
-                pool=_POOL,
+def chunk_to_batch(chunk: RowChunk) -> pa.RecordBatch:
+    """A chunk's buffers as one Arrow batch of the dataset's schema, without copying them."""
+    rows = chunk.rows
+    turns = len(chunk.turn_message_offsets) // 4 - 1
+    messages = len(chunk.message_offsets) // 4 - 1
+    messages_type = _TURN_TYPE.field("messages").type
+    turn_struct = pa.Array.from_buffers(
+        _TURN_TYPE,
+        turns,
+        [None],
+        children=[
+            _strings(turns, chunk.speaker_offsets, chunk.speaker_data),
+            pa.Array.from_buffers(
+                messages_type,
+                turns,
+                [None, pa.py_buffer(chunk.turn_message_offsets)],
+                children=[_strings(messages, chunk.message_offsets, chunk.message_data)],
             ),
         ],
-        fields=list(ARROW_SCHEMA.field("turns").type.value_type),
     )
-    columns = []
-    for name in ARROW_SCHEMA.names:
-        field = ARROW_SCHEMA.field(name)
-        if name == "turns":
-            offsets = pa.array(turn_offsets, pa.int32(), memory_pool=_POOL)
-            columns.append(pa.ListArray.from_arrays(offsets, turn_struct, pool=_POOL))
-        else:
-            columns.append(pa.array(scalars[name], field.type, memory_pool=_POOL))
-    return pa.RecordBatch.from_arrays(columns, schema=ARROW_SCHEMA)
+    columns = {
+        "session_id": _strings(rows, chunk.session_id_offsets, chunk.session_id_data),
+        "chat_id": pa.array([chunk.chat_id] * rows, pa.int64(), memory_pool=_POOL),
+        "chat_type": pa.array([chunk.chat_type] * rows, pa.string(), memory_pool=_POOL),
+        "start": _numbers(pa.int64(), rows, chunk.starts),
+        "end": _numbers(pa.int64(), rows, chunk.ends),
+        "window": _numbers(pa.int32(), rows, chunk.windows),
+        "turns": pa.Array.from_buffers(
+            ARROW_SCHEMA.field("turns").type, rows, [None, pa.py_buffer(chunk.turn_offsets)], children=[turn_struct]
+        ),
+        "text": _strings(rows, chunk.text_offsets, chunk.text_data),
+        "n_tokens": _numbers(pa.int32(), rows, chunk.n_tokens),
+    }
+    return pa.RecordBatch.from_arrays([columns[name] for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
+
+
+_TURN_TYPE = ARROW_SCHEMA.field("turns").type.value_type
+
+
+def _strings(length: int, offsets: bytes, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(pa.string(), length, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _numbers(kind: pa.DataType, length: int, values: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, length, [None, pa.py_buffer(values)])

@@ -327,6 +327,8 @@ class ExportStream:
             try:
                 value = _ANY_DECODER.decode(chunk)
             except msgspec.DecodeError as error:
+                if _is_utf8_error(error):
+                    self._not_utf8(what)
                 trailing = _TRAILING_AT.search(str(error))
                 if trailing:
                     end = int(trailing.group(1)) - 1
@@ -353,7 +355,9 @@ class ExportStream:
             return _ANY_DECODER.decode(chunk)
         except UnicodeDecodeError:
             self._not_utf8(what)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as error:
+            if _is_utf8_error(error):
+                self._not_utf8(what)
             self._malformed(what)
 
     # -- message arrays --------------------------------------------------------------------------
@@ -402,6 +406,8 @@ class ExportStream:
             except UnicodeDecodeError:
                 self._locate_bad_message(header, end, what="is not valid UTF-8")
             except msgspec.DecodeError as error:
+                if _is_utf8_error(error):
+                    self._locate_bad_message(header, end, what="is not valid UTF-8")
                 trailing = _TRAILING_AT.search(str(error))
                 if trailing:
                     # The array closed inside this segment: everything before its ']' is one last batch.
@@ -473,6 +479,11 @@ def _decode_batch(segment: bytes, decoder: msgspec.json.Decoder) -> list[Any]:
         except msgspec.ValidationError:
             result.append(RawMessage(id=item.get("id") if isinstance(item, dict) else None))
     return result
+
+
+def _is_utf8_error(error: msgspec.DecodeError) -> bool:
+    """msgspec before 0.23 raised UnicodeDecodeError on invalid UTF-8; since then, this DecodeError."""
+    return "UTF-8" in str(error)
 
 
 def _ends_early(tail: bytes) -> bool:

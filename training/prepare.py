@@ -8,9 +8,10 @@ Three passes, each in flat memory:
    (Several exports are merged first through a scratch SQLite table, so a message seen twice counts once.)
 2. decide: with all speakers seen, settle the owner and each speaker's one name (the latest), keep the
    sessions where the owner speaks after the first turn, and put the most recent share into validation.
-3. write: render each kept session (windowed when long) with the shared ChatML renderer into the
-   train and validation splits, then the manifest and the report. The output directory appears
-   atomically: a failed run leaves no half-written dataset behind.
+3. write: render each kept session (windowed when long) with the shared ChatML rendering into chunks of
+   rows (training.prepare_rows; in the workers when pass 1 had them), written as the train and
+   validation splits, then the manifest and the report. The output directory appears atomically: a
+   failed run leaves no half-written dataset behind.
 """
 
 from __future__ import annotations
@@ -29,21 +30,22 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 from tqdm import tqdm
 
 from doppel import __version__
 from doppel.system import usable_cpus
-from training.chatml import Turn, neutralise, render_turn
+from training.chatml import neutralise
 from training.errors import InputError
 from training.export_stream import ChatHeader, ExportStream, RawMessage
 from training.messages import Drop, Message, normalise
-from training.prepare_workers import MIN_PARALLEL_BYTES, ParallelRead, read_in_parallel
+from training.prepare_rows import TRAIN, VALIDATION, RowChunk, RowPlan, render_rows
+from training.prepare_workers import MIN_PARALLEL_BYTES, ParallelPrepare, ParallelRead
 from training.report import PrepareStats, format_report
 from training.scrub import Blocklist, Scrubber
 from training.sessions import (
@@ -52,14 +54,8 @@ from training.sessions import (
     RawSession,
     Sessionizer,
     TokenCounter,
-    estimate_tokens,
-    split_long_turns,
-    windows,
 )
 from training.speakers import SpeakerRegistry, resolve_owner
-
-if TYPE_CHECKING:
-    from training.dataset_writer import SplitWriter
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +165,14 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
     exports = tuple(resolve_export_path(path) for path in config.exports)
     _check_output_dir(config.out, early=True)
     blocklist = Blocklist.from_file(config.blocklist) if config.blocklist else None
-    count_tokens = _token_counter(config.tokenizer)
+    # None: the default estimate, which pass 3 computes from byte lengths (training.prepare_rows).
+    row_tokens = _token_counter(config.tokenizer) if config.tokenizer is not None else None
     stats = PrepareStats(files=[str(path) for path in exports])
     config.out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.", dir=config.out.parent))
     spill: _SessionSpill | None = None
+    parallel: ParallelPrepare | None = None
+    stack = contextlib.ExitStack()
     try:
         reader = _Reader(config, stats, blocklist)
         registry = SpeakerRegistry()
@@ -181,17 +180,10 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
         workers = _worker_count(config, exports)
         sessions: _SessionSpill | ParallelRead
         if workers > 1:
+            parallel = ParallelPrepare(reader, exports[0], workers, scratch, config.session_gap, row_tokens)
+            stack.enter_context(parallel)
             with reader.progress_bar(exports) as bar:
-                sessions = read_in_parallel(
-                    reader,
-                    exports[0],
-                    workers,
-                    scratch,
-                    config.session_gap,
-                    owner_ids,
-                    registry,
-                    lambda position: bar.update(position - bar.n),
-                )
+                sessions = parallel.read(owner_ids, registry, lambda position: bar.update(position - bar.n))
             reader._hashes.append(sessions.sha256)
         else:
             sessions = spill = _SessionSpill(scratch / "sessions.bin")
@@ -215,7 +207,6 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
                 "check --me, the chat filters and --since/--until"
             )
         names = registry.finalise(owner_id)
-        _log_phase("pass 2 (decide)", started, workers)
         # The keep rule (two or more turns, the owner speaks after the first): single-turn sessions
         # have no later speakers, so membership alone decides.
         kept = [owner_id in later for later in sessions.later_speakers]
@@ -227,34 +218,44 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
                 f"{', '.join(map(str, exports))}: no conversation has the owner ({names[owner_id]!r}) answering "
                 "anyone; check --me, the chat filters and --since/--until"
             )
+        plan = RowPlan(
+            names=names,
+            owner_id=owner_id,
+            cutoff=cutoff,
+            max_tokens=config.max_tokens,
+            overlap_tokens=config.overlap_tokens if config.overlap_tokens is not None else config.max_tokens // 4,
+        )
+        _log_phase("pass 2 (decide)", started, workers)
+        if parallel is not None:
+            parallel.render(plan)  # the workers render their own chats while we wait
+            _log_phase("pass 3 (rendered by the workers)", started, workers)
 
-        # pyarrow only now: the pass-1 workers were forked from a parent without it (see prepare_workers).
+        # pyarrow only now: the workers were forked from a parent without it, and are done (see prepare_workers).
         _check_output_dir(config.out)
         from training.dataset_format import MANIFEST_NAME, REPORT_NAME
         from training.dataset_writer import SplitWriter, write_dataset_dict_index
 
         staging = scratch / "dataset"
-        writers = {split: SplitWriter(staging / split, split) for split in ("train", "validation")}
-        turn_counts: Counter[str] = Counter()
-        message_counts: Counter[str] = Counter()
-        write_sessions(
-            sessions.read_raw(),
-            kept,
-            reader.chats,
-            names,
-            cutoff,
-            count_tokens,
-            config,
-            writers,
-            stats,
-            turn_counts,
-            message_counts,
-        )
-        for writer in writers.values():
+        writers = (SplitWriter(staging / "train", "train"), SplitWriter(staging / "validation", "validation"))
+
+        def emit(chunk: RowChunk) -> None:
+            writers[chunk.split].add_chunk(chunk)
+
+        if parallel is not None:
+            tally = parallel.collect(emit)
+        else:
+            tally = render_rows(spill.read_raw(), reader.chats, plan, row_tokens, emit)  # type: ignore[union-attr]
+        for writer in writers:
             writer.close()
         _log_phase("pass 3 (write)", started, workers)
+        stats.windows += tally.windows
+        stats.sessions_kept += tally.sessions_kept
+        stats.turns += tally.turns
+        stats.window_tokens.extend(tally.window_tokens)
+        stats.session_messages.extend(tally.session_messages)
+        turn_counts, message_counts = Counter(tally.turn_counts), Counter(tally.message_counts)
         write_dataset_dict_index(staging)
-        stats.train_rows, stats.validation_rows = writers["train"].rows, writers["validation"].rows
+        stats.train_rows, stats.validation_rows = writers[TRAIN].rows, writers[VALIDATION].rows
         stats.seconds = time.perf_counter() - started
 
         speakers = [
@@ -277,85 +278,10 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
         log.info("wrote %s: %d train rows, %d validation rows", config.out, stats.train_rows, stats.validation_rows)
         return PrepareResult(out=config.out, manifest=manifest, report=report, stats=stats)
     finally:
+        stack.close()  # the workers, if any, are gone before their files are
         if spill is not None:
             spill.finish_writing()
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def write_sessions(
-    sessions: Iterable[SpilledSession],
-    kept: Iterable[bool],
-    chats: Sequence[ChatInfo],
-    names: dict[str, str],
-    cutoff: int | None,
-    count_tokens: TokenCounter,
-    config: PrepareConfig,
-    writers: dict[str, SplitWriter],
-    stats: PrepareStats,
-    turn_counts: Counter[str],
-    message_counts: Counter[str],
-) -> None:
-    """Pass 3: render each kept session into rows, one per window (one row when it fits), and write them."""
-    max_tokens = config.max_tokens
-    overlap = config.overlap_tokens if config.overlap_tokens is not None else config.max_tokens // 4
-    train, validation = writers["train"], writers["validation"]
-    window_tokens = stats.window_tokens
-    session_messages = stats.session_messages
-    rows = turns_total = sessions_kept = 0
-    for (chat_index, start, end, messages, turns), keep in zip(sessions, kept, strict=True):
-        if not keep:
-            continue
-        chat = chats[chat_index]
-        speakers: list[str] = []
-        bodies: list[Sequence[str]] = []
-        for speaker_id, _, texts in turns:
-            speakers.append(names[speaker_id])
-            bodies.append(texts)
-            turn_counts[speaker_id] += 1
-            message_counts[speaker_id] += len(texts)
-        rendered = [render_turn(speaker, texts) for speaker, texts in zip(speakers, bodies, strict=True)]
-        costs = list(map(count_tokens, rendered))
-        writer = validation if cutoff is not None and start >= cutoff else train
-        total = sum(costs)
-        if total <= max_tokens:  # the common case: the whole session is one row
-            writer.add(
-                f"{chat.id}:{start}#0", chat.id, chat.type, start, end, 0, speakers, bodies, "".join(rendered), total
-            )
-            window_tokens.append(total)
-            rows += 1
-        else:
-            if max(costs) > max_tokens:
-                split = split_long_turns(
-                    [Turn(speaker, tuple(texts)) for speaker, texts in zip(speakers, bodies, strict=True)],
-                    count_tokens,
-                    max_tokens,
-                )
-                speakers = [turn.speaker for turn in split]
-                bodies = [turn.messages for turn in split]
-                rendered = [render_turn(turn.speaker, turn.messages) for turn in split]
-                costs = [count_tokens(text) for text in rendered]
-            for window_index, (first, stop) in enumerate(windows(costs, max_tokens, overlap)):
-                tokens = sum(costs[first:stop])
-                writer.add(
-                    f"{chat.id}:{start}#{window_index}",
-                    chat.id,
-                    chat.type,
-                    start,
-                    end,
-                    window_index,
-                    speakers[first:stop],
-                    bodies[first:stop],
-                    "".join(rendered[first:stop]),
-                    tokens,
-                )
-                window_tokens.append(tokens)
-                rows += 1
-        sessions_kept += 1
-        turns_total += len(turns)
-        session_messages.append(messages)
-    stats.windows += rows
-    stats.sessions_kept += sessions_kept
-    stats.turns += turns_total
 
 
 def validation_cutoff(starts: list[int], fraction: float) -> int | None:
@@ -691,9 +617,7 @@ def _worker_count(config: PrepareConfig, exports: tuple[Path, ...]) -> int:
     return min(2, cores)
 
 
-def _token_counter(tokenizer: Path | None) -> TokenCounter:
-    if tokenizer is None:
-        return estimate_tokens
+def _token_counter(tokenizer: Path) -> TokenCounter:
     try:
         from transformers import AutoTokenizer
 

@@ -8,11 +8,16 @@ chat the other takes the next ones. No plan is needed and the load balances itse
 Each worker spills its sessions to its own file, as the serial read does, and hands back one record per
 chat it claimed: the chat's counts and a summary of each session. The parent merges the records in file
 order, so every counter (and the order of its keys), the speaker registry and the order of the sessions
-come out exactly as a serial read makes them; ``tests/training/test_prepare.py`` pins that the datasets
-are byte-identical.
+come out exactly as a serial read makes them.
+
+Then the workers wait for pass 2's decisions (the owner, every speaker's name, the validation cutoff),
+and each renders the rows of its own chats into chunks of Arrow buffers (``training.prepare_rows``),
+again in parallel. The parent assembles the chunks in chat order into the dataset's files.
+``tests/training/test_prepare.py`` pins that the datasets are byte-identical to a serial run's.
 
 Workers are forked from the parent before pyarrow is imported (see ``training.prepare``) and import
-nothing heavy themselves: prepare's memory budget is for all its processes together.
+nothing heavy themselves: prepare's memory budget is for all its processes together, so the parent
+imports pyarrow only once they have exited.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import gc
 import heapq
 import multiprocessing
+import os
 import struct
 import time
 import traceback
@@ -34,8 +40,9 @@ import msgspec
 
 from training.errors import InputError
 from training.export_stream import ExportStream
+from training.prepare_rows import ChatLike, RowChunk, RowPlan, RowTally, render_rows
 from training.report import PrepareStats
-from training.sessions import Sessionizer
+from training.sessions import Sessionizer, TokenCounter
 
 if TYPE_CHECKING:
     from training.prepare import SpilledSession, _Reader
@@ -79,27 +86,27 @@ class WorkerResult(msgspec.Struct):
     sha256: str = ""
     owner_ids: list[str] = []
     error: tuple[int, str] | None = None  # (byte position, one-line message) of an InputError
-    crash: str | None = None  # a traceback: a bug, not bad input
 
 
 @dataclass
 class ParallelRead:
-    """The merged result of all workers, shaped like the serial read's."""
+    """The merged result of all workers' pass 1, shaped like the serial read's spill index."""
 
-    spills: list[Path]
-    owners: list[int] = field(default_factory=list)  # per chat index: the worker whose spill holds it
-    session_counts: list[int] = field(default_factory=list)  # per chat index
     starts: array[int] = field(default_factory=lambda: array("q"))
     later_speakers: list[frozenset[str]] = field(default_factory=list)
     sha256: str = ""
 
-    def read_raw(self) -> Iterator[SpilledSession]:
-        """Every session, in the order a serial read spills them (chat by chat, in file order)."""
-        streams = [read_spill(path) for path in self.spills]
-        for owner, count in zip(self.owners, self.session_counts, strict=True):
-            stream = streams[owner]
-            for _ in range(count):
-                yield next(stream)
+
+@dataclass(frozen=True)
+class _WorkerJob:
+    """What a worker process is handed when it is forked."""
+
+    worker: int
+    reader: _Reader
+    path: Path
+    session_gap: int
+    count_tokens: TokenCounter | None
+    scratch: Path
 
 
 def read_spill(path: Path) -> Iterator[SpilledSession]:
@@ -113,68 +120,118 @@ def read_spill(path: Path) -> Iterator[SpilledSession]:
             yield decoder.decode(handle.read(length))
 
 
-def read_in_parallel(
-    reader: _Reader,
-    path: Path,
-    workers: int,
-    scratch: Path,
-    session_gap: int,
-    owner_ids: set[str],
-    registry: SpeakerRegistry,
-    progress: Callable[[int], None],
-) -> ParallelRead:
-    """Pass 1 of one export with ``workers`` processes; fills ``reader``'s stats and chats, and ``registry``."""
-    context = multiprocessing.get_context("fork")  # the workers inherit the reader, its filters and scrubber
-    claimed = context.Value("q", 0)
-    positions = context.Array("q", workers)
-    processes = [
-        context.Process(
-            target=_worker,
-            args=(worker, reader, path, session_gap, claimed, positions, scratch),
-            name=f"doppel-prepare-{worker}",
-            daemon=True,
-        )
-        for worker in range(workers)
-    ]
-    gc.freeze()  # objects made so far are never collected in the children: their pages stay shared
-    try:
-        for process in processes:
-            process.start()
-    finally:
-        gc.unfreeze()
-    try:
-        while any(process.is_alive() for process in processes):
-            processes[0].join(0.1)
-            progress(max(positions[:]))
-    finally:
-        for process in processes:
+class ParallelPrepare:
+    """Passes 1 and 3 of one export in ``workers`` forked processes; use as a context manager.
+
+    ``read`` runs pass 1 and merges its records; ``render`` hands the workers pass 2's decisions and
+    waits for them to render their rows; ``collect`` streams the chunks in chat order.
+    """
+
+    def __init__(
+        self,
+        reader: _Reader,
+        path: Path,
+        workers: int,
+        scratch: Path,
+        session_gap: int,
+        count_tokens: TokenCounter | None,
+    ) -> None:
+        self.workers = workers
+        self._ids = range(workers)
+        self.scratch = scratch
+        context = multiprocessing.get_context("fork")  # the workers inherit the reader, its filters and scrubber
+        self._claimed = context.Value("q", 0)
+        self._positions = context.Array("q", workers)
+        self._read_done = [context.Event() for _ in range(workers)]
+        self._go = context.Event()  # pass 2 is decided (or the run is over: then there is no plan file)
+        self._processes = [
+            context.Process(
+                target=_worker,
+                args=(
+                    _WorkerJob(worker, reader, path, session_gap, count_tokens, scratch),
+                    self._claimed,
+                    self._positions,
+                    self._read_done[worker],
+                    self._go,
+                ),
+                name=f"doppel-prepare-{worker}",
+                daemon=True,
+            )
+            for worker in range(workers)
+        ]
+        self._reader = reader
+
+    def __enter__(self) -> ParallelPrepare:
+        gc.freeze()  # objects made so far are never collected in the children: their pages stay shared
+        try:
+            for process in self._processes:
+                process.start()
+        finally:
+            gc.unfreeze()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._go.set()  # a worker still waiting finds no plan and exits
+        for process in self._processes:
+            process.join(5)
             if process.is_alive():
                 process.kill()
+                process.join()
+
+    def read(self, owner_ids: set[str], registry: SpeakerRegistry, progress: Callable[[int], None]) -> ParallelRead:
+        """Pass 1: fills the reader's stats and chats, ``owner_ids`` and ``registry``."""
+        while not all(
+            done.is_set() or not process.is_alive()
+            for done, process in zip(self._read_done, self._processes, strict=True)
+        ):
+            time.sleep(0.02)
+            progress(max(self._positions[:]))
+        progress(max(self._positions[:]))
+        results = [self._result(worker, _result_path(self.scratch, worker), WorkerResult) for worker in self._ids]
+        errors = [result.error for result in results if result.error is not None]
+        if errors:
+            # Each worker stops at the first error it meets; the first in the file is what a serial read reports.
+            raise InputError(min(errors)[1])
+        merged = ParallelRead(sha256=results[0].sha256)
+        for result in results:
+            owner_ids.update(result.owner_ids)
+        # Each worker's records are in file order: merging the streams by position walks the file's order, one
+        # chat's record in memory at a time.
+        records = heapq.merge(
+            *(_read_records(_records_path(self.scratch, worker), worker) for worker in range(self.workers)),
+            key=lambda item: item[0].position,
+        )
+        _merge(self._reader, records, merged, registry)
+        return merged
+
+    def render(self, plan: RowPlan) -> None:
+        """Pass 3 in the workers: each renders its chats' rows with ``plan``; returns when all are done."""
+        _plan_path(self.scratch).write_bytes(msgspec.msgpack.encode(plan))
+        self._go.set()
+        for process in self._processes:
             process.join()
-    results = []
-    for worker, process in enumerate(processes):
-        result_path = _result_path(scratch, worker)
-        if not result_path.exists():
-            raise RuntimeError(f"prepare worker {worker} died (exit code {process.exitcode})")
-        results.append(msgspec.msgpack.decode(result_path.read_bytes(), type=WorkerResult))
-    for result in results:
-        if result.crash is not None:
-            raise RuntimeError(f"a prepare worker failed:\n{result.crash}")
-    errors = [result.error for result in results if result.error is not None]
-    if errors:
-        # Each worker stops at the first error it meets; the first in the file is what a serial read reports.
-        raise InputError(min(errors)[1])
-    merged = ParallelRead(spills=[_spill_path(scratch, worker) for worker in range(workers)], sha256=results[0].sha256)
-    for result in results:
-        owner_ids.update(result.owner_ids)
-    # Each worker's records are in file order: merging the streams by position walks the file's order, one
-    # chat's record in memory at a time.
-    records = heapq.merge(
-        *(_read_records(_records_path(scratch, worker), worker) for worker in range(workers)),
-        key=lambda item: item[0].position,
-    )
-    _merge(reader, records, merged, registry)
-    return merged
+
+    def collect(self, emit: Callable[[RowChunk], None]) -> RowTally:
+        """Every chunk the workers rendered, to ``emit`` in chat order; their counts, added up."""
+        tallies = [self._result(worker, _tally_path(self.scratch, worker), RowTally) for worker in self._ids]
+        for chunk in heapq.merge(
+            *(_read_chunks(_chunks_path(self.scratch, worker)) for worker in range(self.workers)),
+            key=lambda chunk: chunk.chat_index,
+        ):
+            emit(chunk)
+        total = RowTally()
+        for tally in tallies:
+            total.add(tally)
+        return total
+
+    def _result(self, worker: int, path: Path, kind: type[Any]) -> Any:
+        """A worker's result file, decoded; a crash or a death is raised as the bug it is."""
+        crash = _crash_path(self.scratch, worker)
+        if crash.exists():
+            raise RuntimeError(f"a prepare worker failed:\n{crash.read_text(encoding='utf-8')}")
+        if not path.exists():
+            raise RuntimeError(f"prepare worker {worker} died (exit code {self._processes[worker].exitcode})")
+        return msgspec.msgpack.decode(path.read_bytes(), type=kind)
 
 
 def _read_records(path: Path, worker: int) -> Iterator[tuple[ChatRecord, int]]:
@@ -196,7 +253,7 @@ def _merge(
     observe = registry.observe
     starts, later_speakers = merged.starts, merged.later_speakers
     single_turn = 0
-    for record, worker in records:
+    for record, _worker in records:
         stats.chats_read += 1
         if record.info is None:
             stats.chats_skipped[record.skipped_reason] += 1
@@ -210,8 +267,6 @@ def _merge(
         stats.kept_messages += record.kept_messages
         stats.dropped.update(record.dropped)
         stats.scrubbed.update(record.scrubbed)
-        merged.owners.append(worker)
-        merged.session_counts.append(len(record.sessions))
         chat_index = record.chat_index
         for session in record.sessions:
             for speaker_id, name, messages in session.observations:
@@ -238,30 +293,70 @@ def _result_path(scratch: Path, worker: int) -> Path:
     return scratch / f"worker-{worker}.result"
 
 
-def _worker(
-    worker: int, reader: _Reader, path: Path, session_gap: int, claimed: Any, positions: Any, scratch: Path
-) -> None:
-    """A worker process: read the chats it claims, write its spill file and its result file."""
+def _plan_path(scratch: Path) -> Path:
+    return scratch / "plan.msgpack"
+
+
+def _chunks_path(scratch: Path, worker: int) -> Path:
+    return scratch / f"rows-{worker}.bin"
+
+
+def _tally_path(scratch: Path, worker: int) -> Path:
+    return scratch / f"worker-{worker}.tally"
+
+
+def _crash_path(scratch: Path, worker: int) -> Path:
+    return scratch / f"worker-{worker}.crash"
+
+
+def _read_chunks(path: Path) -> Iterator[RowChunk]:
+    decoder = msgspec.msgpack.Decoder(RowChunk)
+    with path.open("rb") as handle:
+        while header := handle.read(_LENGTH.size):
+            (length,) = _LENGTH.unpack(header)
+            yield decoder.decode(handle.read(length))
+
+
+def _worker(job: _WorkerJob, claimed: Any, positions: Any, read_done: Any, go: Any) -> None:
+    """A worker process: pass 1 on the chats it claims, then, once pass 2 is decided, pass 3 on them."""
     gc.freeze()  # the parent's objects: never traversed here, so their pages are not copied
-    export = ExportStream(path, hash_bytes=worker == 0)  # one hash of the file is enough
+    parent = os.getppid()
+    worker, scratch = job.worker, job.scratch
     try:
-        result = _read_share(worker, reader, export, session_gap, claimed, positions, scratch)
-    except InputError as error:
-        result = WorkerResult(error=(export.position if export._buffer is not None else 0, str(error)))
+        export = ExportStream(job.path, hash_bytes=worker == 0)  # one hash of the file is enough
+        chats: dict[int, ChatLike] = {}
+        try:
+            result = _read_share(job, export, claimed, positions, chats)
+        except InputError as error:
+            result = WorkerResult(error=(export.position if export._buffer is not None else 0, str(error)))
+        _result_path(scratch, worker).write_bytes(msgspec.msgpack.encode(result))
+        read_done.set()
+        if result.error is not None:
+            return
+        while not go.wait(1.0):
+            if os.getppid() != parent:  # the parent is gone: nobody will ever decide
+                return
+        if not _plan_path(scratch).exists():  # the run ended without a pass 3
+            return
+        plan = msgspec.msgpack.decode(_plan_path(scratch).read_bytes(), type=RowPlan)
+        encoder = msgspec.msgpack.Encoder()
+        with _chunks_path(scratch, worker).open("wb") as out:
+
+            def emit(chunk: RowChunk) -> None:
+                payload = encoder.encode(chunk)
+                out.write(_LENGTH.pack(len(payload)))
+                out.write(payload)
+
+            tally = render_rows(read_spill(_spill_path(scratch, worker)), chats, plan, job.count_tokens, emit)
+        _tally_path(scratch, worker).write_bytes(msgspec.msgpack.encode(tally))
     except BaseException:  # reported to the parent, which raises it
-        result = WorkerResult(crash=traceback.format_exc())
-    _result_path(scratch, worker).write_bytes(msgspec.msgpack.encode(result))
+        _crash_path(scratch, worker).write_text(traceback.format_exc(), encoding="utf-8")
 
 
 def _read_share(
-    worker: int,
-    reader: _Reader,
-    export: ExportStream,
-    session_gap: int,
-    claimed: Any,
-    positions: Any,
-    scratch: Path,
+    job: _WorkerJob, export: ExportStream, claimed: Any, positions: Any, chats: dict[int, ChatLike]
 ) -> WorkerResult:
+    worker, reader, session_gap, scratch = job.worker, job.reader, job.session_gap, job.scratch
     result = WorkerResult()
     encoder = msgspec.msgpack.Encoder()
     pack = _LENGTH.pack
@@ -288,6 +383,7 @@ def _read_share(
             elif info is None:
                 emit(ChatRecord(position, -1, None, skipped_reason=reason, skipped_messages=chat.skip()))
             else:
+                chats[chat_index] = info
                 # Fresh counters per chat: the parent adds them up in file order, which keeps the order of
                 # their keys (the report lists ties in order of first appearance).
                 reader.stats = stats = PrepareStats()

@@ -40,6 +40,7 @@ import msgspec
 
 from training.errors import InputError
 from training.export_stream import ExportStream
+from training.messages import DELETED_ACCOUNT
 from training.prepare_rows import ChatLike, RowChunk, RowPlan, RowTally, render_rows
 from training.report import PrepareStats
 from training.sessions import Sessionizer, TokenCounter
@@ -53,16 +54,21 @@ _LENGTH = struct.Struct("<I")
 MIN_PARALLEL_BYTES = 16 << 20
 
 
-class SessionSummary(msgspec.Struct, array_like=True, gc=False):
-    """What pass 2 needs of one session; the texts stay in the worker's spill file."""
+class ChatSessions(msgspec.Struct, array_like=True, gc=False):
+    """What pass 2 needs of one chat's sessions; their texts stay in the worker's spill file.
 
-    start: int
-    end: int
-    turns: int
-    later_speakers: list[str]  # who speaks after the first turn
-    # (speaker id, name, messages) in turn order, a speaker's consecutive turns under one name summed:
-    # all turns of a session are observed at its end date, so that gives the registry the same result.
-    observations: list[tuple[str, str, int]]
+    ``observations`` are what the speaker registry is told, ``(speaker id, name, date, messages)``,
+    compressed without changing the registry's result: a speaker's observation under the same name at
+    the same or a later date is folded into their previous one in the chat (a Deleted Account only at
+    the same date; see :meth:`training.speakers.SpeakerRegistry.observe`). Speakers are independent, so
+    folding across other speakers' observations is exact too.
+    """
+
+    starts: list[int] = []
+    later_index: list[int] = []  # per session: which of later_sets speaks after its first turn
+    later_sets: list[list[str]] = []
+    single_turn: int = 0
+    observations: list[list[Any]] = []
 
 
 class ChatRecord(msgspec.Struct, array_like=True):
@@ -77,7 +83,7 @@ class ChatRecord(msgspec.Struct, array_like=True):
     kept_messages: int = 0
     dropped: dict[str, int] = {}
     scrubbed: dict[str, int] = {}
-    sessions: list[SessionSummary] = []
+    sessions: ChatSessions | None = None
 
 
 class WorkerResult(msgspec.Struct):
@@ -267,15 +273,16 @@ def _merge(
         stats.kept_messages += record.kept_messages
         stats.dropped.update(record.dropped)
         stats.scrubbed.update(record.scrubbed)
-        chat_index = record.chat_index
-        for session in record.sessions:
-            for speaker_id, name, messages in session.observations:
-                observe(speaker_id, name, session.end, chat_index, messages)
-            if session.turns < 2:
-                single_turn += 1
-            later = frozenset(session.later_speakers)
-            starts.append(session.start)
-            later_speakers.append(shared.setdefault(later, later))
+        chat_index, sessions = record.chat_index, record.sessions
+        if sessions is None:
+            continue
+        for speaker_id, name, date, messages in sessions.observations:
+            observe(speaker_id, name, date, chat_index, messages)
+        single_turn += sessions.single_turn
+        starts.extend(sessions.starts)
+        # Sessions of one chat mostly share who speaks after the first turn: equal sets are stored once.
+        later_sets = [shared.setdefault(later, later) for later in map(frozenset, sessions.later_sets)]
+        later_speakers.extend(map(later_sets.__getitem__, sessions.later_index))
     stats.sessions_found += len(starts)
     if single_turn:
         stats.sessions_dropped["a single turn"] += single_turn
@@ -389,18 +396,18 @@ def _read_share(
                 reader.stats = stats = PrepareStats()
                 if scrubber is not None:
                     scrubber.counts = Counter()
-                summaries: list[SessionSummary] = []
+                summary = _ChatSummarizer()
                 sessionizer = Sessionizer(chat_index, session_gap)
                 for batch in chat.batches():
                     for session in sessionizer.add_many(reader._clean(batch)):
-                        _spill(session, spill, encoder, pack, summaries)
+                        _spill(session, spill, encoder, pack, summary)
                     now = time.monotonic()
                     if now - last_report > 0.05:
                         positions[worker] = export.position
                         last_report = now
                 last = sessionizer.flush()
                 if last is not None:
-                    _spill(last, spill, encoder, pack, summaries)
+                    _spill(last, spill, encoder, pack, summary)
                 emit(
                     ChatRecord(
                         position,
@@ -410,7 +417,7 @@ def _read_share(
                         kept_messages=stats.kept_messages,
                         dropped=dict(stats.dropped),
                         scrubbed=dict(scrubber.counts) if scrubber is not None else {},
-                        sessions=summaries,
+                        sessions=summary.sessions,
                     )
                 )
             positions[worker] = export.position
@@ -422,20 +429,44 @@ def _read_share(
     return result
 
 
-def _spill(session: Any, spill: Any, encoder: msgspec.msgpack.Encoder, pack: Any, summaries: list) -> None:
-    turns = session.turns
-    payload = encoder.encode((session.chat_index, session.start, session.end, session.messages, turns))
+def _spill(session: Any, spill: Any, encoder: msgspec.msgpack.Encoder, pack: Any, summary: _ChatSummarizer) -> None:
+    """Write one session to the spill file and add it to its chat's summary."""
+    payload = encoder.encode((session.chat_index, session.start, session.end, session.messages, session.turns))
     spill.write(pack(len(payload)) + payload)
-    observations: list[list[Any]] = []
-    latest: dict[str, list[Any]] = {}
-    for speaker_id, name, texts in turns:
-        seen = latest.get(speaker_id)
-        if seen is not None and seen[1] == name:
-            seen[2] += len(texts)
-        else:
-            latest[speaker_id] = entry = [speaker_id, name, len(texts)]
-            observations.append(entry)
-    later = list({turn[0] for turn in turns[1:]}) if len(turns) > 1 else []
-    summaries.append(
-        SessionSummary(session.start, session.end, len(turns), later, [tuple(entry) for entry in observations])  # type: ignore[misc]
-    )
+    summary.add(session)
+
+
+class _ChatSummarizer:
+    """Builds one chat's :class:`ChatSessions` as its sessions are spilled."""
+
+    def __init__(self) -> None:
+        self.sessions = ChatSessions()
+        self._last: dict[str, list[Any]] = {}  # per speaker: their latest observation in this chat
+        self._later_ids: dict[frozenset[str], int] = {}
+
+    def add(self, session: Any) -> None:
+        sessions, last = self.sessions, self._last
+        turns = session.turns
+        date = session.end  # every turn of a session is observed at its end, as the serial read does
+        for speaker_id, name, texts in turns:
+            entry = last.get(speaker_id)
+            if (
+                entry is not None
+                and entry[1] == name
+                and date >= entry[2]
+                and (name != DELETED_ACCOUNT or date == entry[2])
+            ):
+                entry[2] = date
+                entry[3] += len(texts)
+            else:
+                last[speaker_id] = entry = [speaker_id, name, date, len(texts)]
+                sessions.observations.append(entry)
+        sessions.starts.append(session.start)
+        if len(turns) < 2:
+            sessions.single_turn += 1
+        later = frozenset(turn[0] for turn in turns[1:])
+        index = self._later_ids.get(later)
+        if index is None:
+            index = self._later_ids[later] = len(sessions.later_sets)
+            sessions.later_sets.append(sorted(later))
+        sessions.later_index.append(index)

@@ -397,3 +397,43 @@ def test_parallel_reads_report_the_first_broken_message_like_a_serial_read(tmp_p
         assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json"]  # no scratch left behind
     assert errors[0] == errors[1]
     assert "\n" not in errors[1] and "malformed JSON" in errors[1]
+
+
+def test_a_worker_that_fails_while_rendering_is_reported_as_a_bug_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.prepare_workers
+
+    def broken_render(*_args: Any, **_kwargs: Any) -> None:
+        raise ZeroDivisionError("a bug in pass 3")
+
+    # The workers are forked, so they inherit the patched module.
+    monkeypatch.setattr(training.prepare_workers, "render_rows", broken_render)
+    export = write(
+        tmp_path / "result.json",
+        full_export([chat(10, "Anna", dialogue(conversation(0))), chat(11, "Bob", dialogue(conversation(1)))]),
+    )
+    with pytest.raises(RuntimeError, match="a prepare worker failed") as caught:
+        prepare(PrepareConfig(exports=(export,), out=tmp_path / "out", progress=False, workers=2))
+    assert "ZeroDivisionError: a bug in pass 3" in str(caught.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_preparing_never_imports_pandas(tmp_path: Path) -> None:
+    # pyarrow imports pandas the first time Python objects are converted (pa.array): ~50 MB of prepare's
+    # memory budget. The writer builds every column from buffers instead.
+    import subprocess
+    import sys
+
+    from training.sample_export import write_sample_export
+
+    export = write_sample_export(tmp_path / "result.json", seed=2, messages=2000).path
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom training.prepare import PrepareConfig, prepare\n"
+        f"prepare(PrepareConfig(exports=(Path({str(export)!r}),), out=Path({str(tmp_path / 'out')!r}),"
+        " progress=False, workers=2))\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert (tmp_path / "out" / "train" / "data-00000-of-00001.arrow").stat().st_size > 0

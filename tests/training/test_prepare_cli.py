@@ -124,3 +124,20 @@ def test_help_lists_the_stages(capsys: pytest.CaptureFixture[str]) -> None:
     assert caught.value.code == 0
     out = capsys.readouterr().out
     assert "prepare" in out and "sample-export" in out
+
+
+def test_a_named_stage_imports_only_its_own_module() -> None:
+    # prepare forks workers: every module the parent holds is counted again in each of them.
+    code = (
+        "import sys\n"
+        "from doppel.cli import main\n"
+        "try:\n"
+        "    main(['prepare', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('training.prepare_cli', 'training.train_cli', 'training.sample_export_cli',"
+        " 'serving.export_cli', 'yaml') if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--out" in done.stdout
+    assert done.stderr.strip() == "['training.prepare_cli']"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from doppel.system import usable_cpus
+from serving.llama_loader import open_llama
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +163,15 @@ def encode_sessions(tokenizer: Any, texts: Sequence[str], max_tokens: int = DEFA
 
 def load_llama(model_path: Path, *, n_ctx: int, lora_path: Path | None = None) -> Any:
     """A quiet llama-cpp-python model that keeps the logits of every position, optionally with a LoRA adapter."""
-    from llama_cpp import Llama
-
-    return Llama(
-        model_path=str(model_path),
+    return open_llama(
+        model_path,
+        lora_path=lora_path,
         n_ctx=n_ctx,
         n_batch=n_ctx,
         n_ubatch=n_ctx,
         n_threads=usable_cpus(),
         n_threads_batch=usable_cpus(),
         logits_all=True,
-        lora_path=str(lora_path) if lora_path else None,
         seed=0,
         verbose=False,
     )

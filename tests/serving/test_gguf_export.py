@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from doppel.cli import main
+from serving.llama_loader import open_llama
 from tests.serving.conftest import Exported
 from training.chatml import IM_END, Turn, render_session, turn_header
 
@@ -47,11 +48,7 @@ def hf_greedy(model: Any, tokenizer: Any, prompt: str) -> tuple[str, bool]:
 
 def llama_greedy(model_path: Path, prompts: list[str], lora_path: Path | None = None) -> list[tuple[str, bool]]:
     """llama.cpp's greedy completions of the prompts, the way an engine would ask for them."""
-    from llama_cpp import Llama
-
-    llm = Llama(
-        model_path=str(model_path), lora_path=str(lora_path) if lora_path else None, n_ctx=256, seed=0, verbose=False
-    )
+    llm = open_llama(model_path, lora_path=lora_path, n_ctx=256, seed=0, verbose=False)
     try:
         results = []
         for prompt in prompts:

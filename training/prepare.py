@@ -33,10 +33,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
-from tqdm import tqdm
 
 from doppel import __version__
 from doppel.system import usable_cpus
@@ -56,6 +55,9 @@ from training.sessions import (
     TokenCounter,
 )
 from training.speakers import SpeakerRegistry, resolve_owner
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +228,18 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
             overlap_tokens=config.overlap_tokens if config.overlap_tokens is not None else config.max_tokens // 4,
         )
         _log_phase("pass 2 (decide)", started, workers)
-        if parallel is not None:
-            parallel.render(plan)  # the workers render their own chats while we wait
-            _log_phase("pass 3 (rendered by the workers)", started, workers)
 
-        # pyarrow only now: the workers were forked from a parent without it, and are done (see prepare_workers).
-        _check_output_dir(config.out)
+        def load_the_writer() -> None:
+            # pyarrow only now: the workers were forked from a parent without it (see prepare_workers), and
+            # with workers, only once the first has exited: their memory and pyarrow's never add up.
+            _check_output_dir(config.out)
+            import training.dataset_writer  # noqa: F401
+
+        if parallel is not None:
+            parallel.render(plan, meanwhile=load_the_writer)  # the workers render their own chats
+            _log_phase("pass 3 (rendered by the workers)", started, workers)
+        else:
+            load_the_writer()
         from training.dataset_format import MANIFEST_NAME, REPORT_NAME
         from training.dataset_writer import SplitWriter, write_dataset_dict_index
 
@@ -338,6 +346,8 @@ class _Reader:
             self.stats.scrubbed.update(self.scrubber.counts)
 
     def progress_bar(self, exports: tuple[Path, ...]) -> tqdm:
+        from tqdm import tqdm  # here, not at the top: --quiet runs never pay for it
+
         return tqdm(
             total=sum(path.stat().st_size for path in exports),
             unit="B",

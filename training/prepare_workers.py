@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import heapq
 import multiprocessing
+import multiprocessing.connection
 import os
 import struct
 import time
@@ -210,10 +211,15 @@ class ParallelPrepare:
         _merge(self._reader, records, merged, registry)
         return merged
 
-    def render(self, plan: RowPlan) -> None:
-        """Pass 3 in the workers: each renders its chats' rows with ``plan``; returns when all are done."""
+    def render(self, plan: RowPlan, meanwhile: Callable[[], None]) -> None:
+        """Pass 3 in the workers: each renders its chats' rows with ``plan``; returns when all are done.
+
+        ``meanwhile`` runs here as soon as the first worker has exited, while the others finish.
+        """
         _plan_path(self.scratch).write_bytes(msgspec.msgpack.encode(plan))
         self._go.set()
+        multiprocessing.connection.wait([process.sentinel for process in self._processes])
+        meanwhile()
         for process in self._processes:
             process.join()
 

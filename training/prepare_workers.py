@@ -1,4 +1,4 @@
-"""Pass 1 of ``doppel prepare`` on several cores: worker processes share out the chats of one export.
+"""Passes 1 and 3 of ``doppel prepare`` on several cores: worker processes share out the chats of one export.
 
 Every worker walks the whole file (skipping a chat is cheap: msgspec validates it without building
 anything), but decodes, cleans and sessionizes only the chats it claims. Claims go in file order through
@@ -17,7 +17,7 @@ again in parallel. The parent assembles the chunks in chat order into the datase
 
 Workers are forked from the parent before pyarrow is imported (see ``training.prepare``) and import
 nothing heavy themselves: prepare's memory budget is for all its processes together, so the parent
-imports pyarrow only once they have exited.
+imports pyarrow only once the first of them has exited.
 """
 
 from __future__ import annotations
@@ -143,7 +143,6 @@ class ParallelPrepare:
         session_gap: int,
         count_tokens: TokenCounter | None,
     ) -> None:
-        self.workers = workers
         self._ids = range(workers)
         self.scratch = scratch
         context = multiprocessing.get_context("fork")  # the workers inherit the reader, its filters and scrubber
@@ -177,13 +176,14 @@ class ParallelPrepare:
             gc.unfreeze()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
         self._go.set()  # a worker still waiting finds no plan and exits
         for process in self._processes:
-            process.join(5)
-            if process.is_alive():
+            if exc_type is None:
+                process.join(5)
+            if process.is_alive():  # the run failed or was interrupted: nothing a worker does now is needed
                 process.kill()
-                process.join()
+            process.join()
 
     def read(self, owner_ids: set[str], registry: SpeakerRegistry, progress: Callable[[int], None]) -> ParallelRead:
         """Pass 1: fills the reader's stats and chats, ``owner_ids`` and ``registry``."""
@@ -191,7 +191,7 @@ class ParallelPrepare:
             done.is_set() or not process.is_alive()
             for done, process in zip(self._read_done, self._processes, strict=True)
         ):
-            time.sleep(0.02)
+            time.sleep(0.005)  # the workers' end is noticed within 5 ms; the waits cost nothing measurable
             progress(max(self._positions[:]))
         progress(max(self._positions[:]))
         results = [self._result(worker, _result_path(self.scratch, worker), WorkerResult) for worker in self._ids]
@@ -205,8 +205,8 @@ class ParallelPrepare:
         # Each worker's records are in file order: merging the streams by position walks the file's order, one
         # chat's record in memory at a time.
         records = heapq.merge(
-            *(_read_records(_records_path(self.scratch, worker), worker) for worker in range(self.workers)),
-            key=lambda item: item[0].position,
+            *(_read_records(_records_path(self.scratch, worker)) for worker in self._ids),
+            key=lambda record: record.position,
         )
         _merge(self._reader, records, merged, registry)
         return merged
@@ -227,7 +227,7 @@ class ParallelPrepare:
         """Every chunk the workers rendered, to ``emit`` in chat order; their counts, added up."""
         tallies = [self._result(worker, _tally_path(self.scratch, worker), RowTally) for worker in self._ids]
         for chunk in heapq.merge(
-            *(_read_chunks(_chunks_path(self.scratch, worker)) for worker in range(self.workers)),
+            *(_read_chunks(_chunks_path(self.scratch, worker)) for worker in self._ids),
             key=lambda chunk: chunk.chat_index,
         ):
             emit(chunk)
@@ -246,17 +246,15 @@ class ParallelPrepare:
         return msgspec.msgpack.decode(path.read_bytes(), type=kind)
 
 
-def _read_records(path: Path, worker: int) -> Iterator[tuple[ChatRecord, int]]:
+def _read_records(path: Path) -> Iterator[ChatRecord]:
     decoder = msgspec.msgpack.Decoder(ChatRecord)
     with path.open("rb") as handle:
         while header := handle.read(_LENGTH.size):
             (length,) = _LENGTH.unpack(header)
-            yield decoder.decode(handle.read(length)), worker
+            yield decoder.decode(handle.read(length))
 
 
-def _merge(
-    reader: _Reader, records: Iterable[tuple[ChatRecord, int]], merged: ParallelRead, registry: SpeakerRegistry
-) -> None:
+def _merge(reader: _Reader, records: Iterable[ChatRecord], merged: ParallelRead, registry: SpeakerRegistry) -> None:
     """Fold the chats' records into the reader's stats, the registry and the session index, in file order."""
     from training.prepare import ChatInfo  # here, not at the top: circular
 
@@ -265,7 +263,7 @@ def _merge(
     observe = registry.observe
     starts, later_speakers = merged.starts, merged.later_speakers
     single_turn = 0
-    for record, _worker in records:
+    for record in records:
         stats.chats_read += 1
         if record.info is None:
             stats.chats_skipped[record.skipped_reason] += 1

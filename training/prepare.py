@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -43,6 +43,7 @@ from training.chatml import neutralise
 from training.errors import InputError
 from training.export_stream import ChatHeader, ExportStream, RawMessage
 from training.messages import Drop, Message, normalise
+from training.prepare_progress import PrepareProgress
 from training.prepare_rows import TRAIN, VALIDATION, RowChunk, RowPlan, render_rows
 from training.prepare_workers import MIN_PARALLEL_BYTES, ParallelPrepare, ParallelRead
 from training.report import PrepareStats, format_report
@@ -55,9 +56,6 @@ from training.sessions import (
     TokenCounter,
 )
 from training.speakers import SpeakerRegistry, resolve_owner
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +182,8 @@ def _prepare(config: PrepareConfig) -> PrepareResult:
         if workers > 1:
             parallel = ParallelPrepare(reader, exports[0], workers, scratch, config.session_gap, row_tokens)
             stack.enter_context(parallel)
-            with reader.progress_bar(exports) as bar:
-                sessions = parallel.read(owner_ids, registry, lambda position: bar.update(position - bar.n))
+            with reader.progress_bar(exports) as progress:
+                sessions = parallel.read(owner_ids, registry, progress.show)
             reader._hashes.append(sessions.sha256)
         else:
             sessions = spill = _SessionSpill(scratch / "sessions.bin")
@@ -336,8 +334,8 @@ class _Reader:
     def read(
         self, exports: tuple[Path, ...], scratch: Path, owner_ids: set[str]
     ) -> Iterator[tuple[int, ChatInfo, Iterator[Message]]]:
-        with self.progress_bar(exports) as bar:
-            self._bar = bar
+        with self.progress_bar(exports) as progress:
+            self._progress = progress
             if len(exports) == 1:
                 yield from self._read_direct(exports[0], owner_ids)
             else:
@@ -345,17 +343,12 @@ class _Reader:
         if self.scrubber is not None:
             self.stats.scrubbed.update(self.scrubber.counts)
 
-    def progress_bar(self, exports: tuple[Path, ...]) -> tqdm:
-        from tqdm import tqdm  # here, not at the top: --quiet runs never pay for it
+    def progress_bar(self, exports: tuple[Path, ...]) -> PrepareProgress:
+        return PrepareProgress(sum(path.stat().st_size for path in exports), enabled=self.config.progress)
 
-        return tqdm(
-            total=sum(path.stat().st_size for path in exports),
-            unit="B",
-            unit_scale=True,
-            desc="prepare",
-            disable=None if self.config.progress else True,  # None: only on a terminal
-            leave=False,
-        )
+    def _show_progress(self, position: int) -> None:
+        stats = self.stats
+        self._progress.show(position, stats.messages_read + stats.messages_in_skipped_chats)
 
     def combined_hash(self) -> str:
         if len(self._hashes) == 1:
@@ -372,7 +365,8 @@ class _Reader:
                 else:
                     self.chats.append(info)
                     yield len(self.chats) - 1, info, self._batches(export, chat.batches())
-                self._bar.update(export.position - self._bar.n)
+                self._show_progress(export.position)
+            self._show_progress(export.position)  # the end of the file, past the last chat
             self._note_owner(export, owner_ids)
             self._hashes.append(export.sha256.hexdigest())
 
@@ -412,6 +406,7 @@ class _Reader:
                 self._note_owner(export, owner_ids)
                 self._hashes.append(export.sha256.hexdigest())
                 done += path.stat().st_size
+                self._show_progress(done)
         connection.commit()
         for chat_index, info in enumerate(self.chats):
             cursor = connection.execute(
@@ -453,10 +448,9 @@ class _Reader:
     def _batches(self, export: ExportStream, batches: Iterator[list[Any]], offset: int = 0) -> Iterator[list[Row]]:
         """Each batch of raw messages as the rows (id, date, speaker id, name, text) that pass every filter."""
         clean = self._clean
-        bar = self._bar
         for batch in batches:
             yield clean(batch)
-            bar.update(offset + export.position - bar.n)
+            self._show_progress(offset + export.position)
 
     def _clean(self, batch: list[RawMessage]) -> list[Row]:
         """Normalise, filter and scrub one batch (:func:`training.messages.normalise` and the filters, fused).

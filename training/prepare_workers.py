@@ -147,7 +147,8 @@ class ParallelPrepare:
         self.scratch = scratch
         context = multiprocessing.get_context("fork")  # the workers inherit the reader, its filters and scrubber
         self._claimed = context.Value("q", 0)
-        self._positions = context.Array("q", workers)
+        self._positions = context.Array("q", workers)  # how far each worker has read, in bytes
+        self._messages = context.Array("q", workers)  # and how many messages of its own chats it has read
         self._read_done = [context.Event() for _ in range(workers)]
         self._go = context.Event()  # pass 2 is decided (or the run is over: then there is no plan file)
         self._processes = [
@@ -156,7 +157,7 @@ class ParallelPrepare:
                 args=(
                     _WorkerJob(worker, reader, path, session_gap, count_tokens, scratch),
                     self._claimed,
-                    self._positions,
+                    (self._positions, self._messages),
                     self._read_done[worker],
                     self._go,
                 ),
@@ -185,15 +186,20 @@ class ParallelPrepare:
                 process.kill()
             process.join()
 
-    def read(self, owner_ids: set[str], registry: SpeakerRegistry, progress: Callable[[int], None]) -> ParallelRead:
-        """Pass 1: fills the reader's stats and chats, ``owner_ids`` and ``registry``."""
+    def read(
+        self, owner_ids: set[str], registry: SpeakerRegistry, progress: Callable[[int, int], None]
+    ) -> ParallelRead:
+        """Pass 1: fills the reader's stats and chats, ``owner_ids`` and ``registry``.
+
+        ``progress(bytes, messages)`` hears how far the furthest worker is, and how many messages all read.
+        """
         while not all(
             done.is_set() or not process.is_alive()
             for done, process in zip(self._read_done, self._processes, strict=True)
         ):
             time.sleep(0.005)  # the workers' end is noticed within 5 ms; the waits cost nothing measurable
-            progress(max(self._positions[:]))
-        progress(max(self._positions[:]))
+            progress(max(self._positions[:]), sum(self._messages[:]))
+        progress(max(self._positions[:]), sum(self._messages[:]))
         results = [self._result(worker, _result_path(self.scratch, worker), WorkerResult) for worker in self._ids]
         errors = [result.error for result in results if result.error is not None]
         if errors:
@@ -328,7 +334,7 @@ def _read_chunks(path: Path) -> Iterator[RowChunk]:
             yield decoder.decode(handle.read(length))
 
 
-def _worker(job: _WorkerJob, claimed: Any, positions: Any, read_done: Any, go: Any) -> None:
+def _worker(job: _WorkerJob, claimed: Any, progress: tuple[Any, Any], read_done: Any, go: Any) -> None:
     """A worker process: pass 1 on the chats it claims, then, once pass 2 is decided, pass 3 on them."""
     gc.freeze()  # the parent's objects: never traversed here, so their pages are not copied
     parent = os.getppid()
@@ -337,7 +343,7 @@ def _worker(job: _WorkerJob, claimed: Any, positions: Any, read_done: Any, go: A
         export = ExportStream(job.path, hash_bytes=worker == 0)  # one hash of the file is enough
         chats: dict[int, ChatLike] = {}
         try:
-            result = _read_share(job, export, claimed, positions, chats)
+            result = _read_share(job, export, claimed, progress, chats)
         except InputError as error:
             result = WorkerResult(error=(export.position if export._buffer is not None else 0, str(error)))
         _result_path(scratch, worker).write_bytes(msgspec.msgpack.encode(result))
@@ -365,14 +371,16 @@ def _worker(job: _WorkerJob, claimed: Any, positions: Any, read_done: Any, go: A
 
 
 def _read_share(
-    job: _WorkerJob, export: ExportStream, claimed: Any, positions: Any, chats: dict[int, ChatLike]
+    job: _WorkerJob, export: ExportStream, claimed: Any, progress: tuple[Any, Any], chats: dict[int, ChatLike]
 ) -> WorkerResult:
     worker, reader, session_gap, scratch = job.worker, job.reader, job.session_gap, job.scratch
     result = WorkerResult()
     encoder = msgspec.msgpack.Encoder()
     pack = _LENGTH.pack
     scrubber = reader.scrubber
+    positions, message_counts = progress
     selected = 0
+    messages_seen = 0  # in the chats this worker claimed
     last_report = 0.0
     with export, _spill_path(scratch, worker).open("wb") as spill, _records_path(scratch, worker).open("wb") as out:
 
@@ -392,7 +400,9 @@ def _read_share(
             if not mine:
                 chat.skip()
             elif info is None:
-                emit(ChatRecord(position, -1, None, skipped_reason=reason, skipped_messages=chat.skip()))
+                skipped = chat.skip()
+                messages_seen += skipped
+                emit(ChatRecord(position, -1, None, skipped_reason=reason, skipped_messages=skipped))
             else:
                 chats[chat_index] = info
                 # Fresh counters per chat: the parent adds them up in file order, which keeps the order of
@@ -405,9 +415,10 @@ def _read_share(
                 for batch in chat.batches():
                     for session in sessionizer.add_many(reader._clean(batch)):
                         _spill(session, spill, encoder, pack, summary)
+                    messages_seen += len(batch)
                     now = time.monotonic()
                     if now - last_report > 0.05:
-                        positions[worker] = export.position
+                        positions[worker], message_counts[worker] = export.position, messages_seen
                         last_report = now
                 last = sessionizer.flush()
                 if last is not None:
@@ -424,7 +435,8 @@ def _read_share(
                         sessions=summary.sessions,
                     )
                 )
-            positions[worker] = export.position
+            positions[worker], message_counts[worker] = export.position, messages_seen
+        positions[worker] = export.position  # the end of the file, past the last chat
         personal = export.personal_information
         if personal is not None and isinstance(personal.get("user_id"), int | str) and str(personal["user_id"]).strip():
             result.owner_ids.append(f"user{personal['user_id']}")

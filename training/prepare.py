@@ -25,7 +25,6 @@ import re
 import resource
 import shutil
 import sqlite3
-import struct
 import tempfile
 import time
 from array import array
@@ -42,9 +41,10 @@ from doppel.system import usable_cpus
 from training.chatml import neutralise
 from training.errors import InputError
 from training.export_stream import ChatHeader, ExportStream, RawMessage
+from training.framed import frame, read_framed
 from training.messages import Drop, Message, normalise
 from training.prepare_progress import PrepareProgress
-from training.prepare_rows import TRAIN, VALIDATION, RowChunk, RowPlan, render_rows
+from training.prepare_rows import TRAIN, VALIDATION, RowChunk, RowPlan, SpilledSession, render_rows
 from training.prepare_workers import MIN_PARALLEL_BYTES, ParallelPrepare, ParallelRead
 from training.report import PrepareStats, format_report
 from training.scrub import Blocklist, Scrubber
@@ -60,8 +60,6 @@ from training.speakers import SpeakerRegistry, resolve_owner
 log = logging.getLogger(__name__)
 
 Row = tuple[int, int, str, str, str]  # a clean message: id, date, speaker id, speaker name, text
-# A session as spilled between the passes: chat index, start, end, messages, [(speaker id, name, texts)].
-SpilledSession = tuple[int, int, int, int, list[tuple[str, str, list[str]]]]
 _SCRUB_SUSPECT = re.compile(r"[\d@<]")
 _NEUTRALISE_SUSPECT = re.compile(r"<")
 
@@ -517,8 +515,6 @@ class _Reader:
 class _SessionSpill:
     """Sessions on disk between pass 1 and pass 3, with a small in-memory index for pass 2."""
 
-    _LENGTH = struct.Struct("<I")
-
     def __init__(self, path: Path) -> None:
         self.path = path
         self.starts: array[int] = array("q")
@@ -533,11 +529,8 @@ class _SessionSpill:
         stats.sessions_found += 1
         if len(session.turns) < 2:
             stats.sessions_dropped["a single turn"] += 1
-        payload = self._encoder.encode(
-            (session.chat_index, session.start, session.end, session.messages, session.turns)
-        )
-        self._handle.write(self._LENGTH.pack(len(payload)))
-        self._handle.write(payload)
+        spilled = (session.chat_index, session.start, session.end, session.messages, session.turns)
+        self._handle.write(frame(self._encoder.encode(spilled)))
         # Pass 2 needs only when each session started and who speaks after its first turn. Sessions of
         # one chat mostly share that set of speakers, so equal sets are stored once.
         later = frozenset(turn[0] for turn in session.turns[1:]) if len(session.turns) > 1 else frozenset()
@@ -548,17 +541,9 @@ class _SessionSpill:
         if not self._handle.closed:
             self._handle.close()
 
-    def read(self) -> Iterator[RawSession]:
-        for chat_index, start, end, messages, turns in self.read_raw():
-            yield RawSession(chat_index, start, end, [tuple(turn) for turn in turns], messages)  # type: ignore[misc]
-
     def read_raw(self) -> Iterator[SpilledSession]:
         """The sessions as stored: ``(chat index, start, end, messages, [(speaker id, name, texts)])``."""
-        decoder = msgspec.msgpack.Decoder(SpilledSession)
-        with self.path.open("rb") as handle:
-            while header := handle.read(self._LENGTH.size):
-                (length,) = self._LENGTH.unpack(header)
-                yield decoder.decode(handle.read(length))
+        return read_framed(self.path, SpilledSession)
 
 
 def build_manifest(

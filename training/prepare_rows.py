@@ -18,16 +18,15 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import msgspec
 
 from training.chatml import IM_END, IM_START, MESSAGE_PREFIX, TURN_SEPARATOR, Turn, render_turn
 from training.sessions import TokenCounter, split_long_turns, windows
 
-if TYPE_CHECKING:
-    from training.prepare import SpilledSession
-
+# A session as spilled between the passes: chat index, start, end, messages, [(speaker id, name, texts)].
+SpilledSession = tuple[int, int, int, int, list[tuple[str, str, list[str]]]]
 ROWS_PER_CHUNK = 256
 # A chunk also closes at this much ChatML text, so int32 offsets never overflow whatever --max-tokens is.
 CHUNK_TEXT_BYTES = 8 << 20

@@ -27,12 +27,11 @@ import heapq
 import multiprocessing
 import multiprocessing.connection
 import os
-import struct
 import time
 import traceback
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,16 +40,16 @@ import msgspec
 
 from training.errors import InputError
 from training.export_stream import ExportStream
+from training.framed import frame, read_framed
 from training.messages import DELETED_ACCOUNT
-from training.prepare_rows import ChatLike, RowChunk, RowPlan, RowTally, render_rows
+from training.prepare_rows import ChatLike, RowChunk, RowPlan, RowTally, SpilledSession, render_rows
 from training.report import PrepareStats
 from training.sessions import Sessionizer, TokenCounter
 
 if TYPE_CHECKING:
-    from training.prepare import SpilledSession, _Reader
+    from training.prepare import _Reader
     from training.speakers import SpeakerRegistry
 
-_LENGTH = struct.Struct("<I")
 # An export smaller than this is read in-process: starting workers would cost more than it saves.
 MIN_PARALLEL_BYTES = 16 << 20
 
@@ -114,17 +113,6 @@ class _WorkerJob:
     session_gap: int
     count_tokens: TokenCounter | None
     scratch: Path
-
-
-def read_spill(path: Path) -> Iterator[SpilledSession]:
-    """The sessions of a spill file: length-prefixed msgpack tuples (see ``training.prepare._SessionSpill``)."""
-    from training.prepare import SpilledSession  # here, not at the top: a type alias; the import is circular
-
-    decoder = msgspec.msgpack.Decoder(SpilledSession)
-    with path.open("rb") as handle:
-        while header := handle.read(_LENGTH.size):
-            (length,) = _LENGTH.unpack(header)
-            yield decoder.decode(handle.read(length))
 
 
 class ParallelPrepare:
@@ -200,7 +188,7 @@ class ParallelPrepare:
             time.sleep(0.005)  # the workers' end is noticed within 5 ms; the waits cost nothing measurable
             progress(max(self._positions[:]), sum(self._messages[:]))
         progress(max(self._positions[:]), sum(self._messages[:]))
-        results = [self._result(worker, _result_path(self.scratch, worker), WorkerResult) for worker in self._ids]
+        results = [self._result(worker, "result", WorkerResult) for worker in self._ids]
         errors = [result.error for result in results if result.error is not None]
         if errors:
             # Each worker stops at the first error it meets; the first in the file is what a serial read reports.
@@ -211,7 +199,7 @@ class ParallelPrepare:
         # Each worker's records are in file order: merging the streams by position walks the file's order, one
         # chat's record in memory at a time.
         records = heapq.merge(
-            *(_read_records(_records_path(self.scratch, worker)) for worker in self._ids),
+            *(read_framed(_worker_file(self.scratch, worker, "chats"), ChatRecord) for worker in self._ids),
             key=lambda record: record.position,
         )
         _merge(self._reader, records, merged, registry)
@@ -231,9 +219,9 @@ class ParallelPrepare:
 
     def collect(self, emit: Callable[[RowChunk], None]) -> RowTally:
         """Every chunk the workers rendered, to ``emit`` in chat order; their counts, added up."""
-        tallies = [self._result(worker, _tally_path(self.scratch, worker), RowTally) for worker in self._ids]
+        tallies = [self._result(worker, "tally", RowTally) for worker in self._ids]
         for chunk in heapq.merge(
-            *(_read_chunks(_chunks_path(self.scratch, worker)) for worker in self._ids),
+            *(read_framed(_worker_file(self.scratch, worker, "rows"), RowChunk) for worker in self._ids),
             key=lambda chunk: chunk.chat_index,
         ):
             emit(chunk)
@@ -242,22 +230,15 @@ class ParallelPrepare:
             total.add(tally)
         return total
 
-    def _result(self, worker: int, path: Path, kind: type[Any]) -> Any:
-        """A worker's result file, decoded; a crash or a death is raised as the bug it is."""
-        crash = _crash_path(self.scratch, worker)
+    def _result(self, worker: int, name: str, kind: type[Any]) -> Any:
+        """A worker's file ``name``, decoded as ``kind``; a crash or a death is raised as the bug it is."""
+        path = _worker_file(self.scratch, worker, name)
+        crash = _worker_file(self.scratch, worker, "crash")
         if crash.exists():
             raise RuntimeError(f"a prepare worker failed:\n{crash.read_text(encoding='utf-8')}")
         if not path.exists():
             raise RuntimeError(f"prepare worker {worker} died (exit code {self._processes[worker].exitcode})")
         return msgspec.msgpack.decode(path.read_bytes(), type=kind)
-
-
-def _read_records(path: Path) -> Iterator[ChatRecord]:
-    decoder = msgspec.msgpack.Decoder(ChatRecord)
-    with path.open("rb") as handle:
-        while header := handle.read(_LENGTH.size):
-            (length,) = _LENGTH.unpack(header)
-            yield decoder.decode(handle.read(length))
 
 
 def _merge(reader: _Reader, records: Iterable[ChatRecord], merged: ParallelRead, registry: SpeakerRegistry) -> None:
@@ -298,40 +279,13 @@ def _merge(reader: _Reader, records: Iterable[ChatRecord], merged: ParallelRead,
         stats.sessions_dropped["a single turn"] += single_turn
 
 
-def _spill_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"sessions-{worker}.bin"
-
-
-def _records_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"chats-{worker}.bin"
-
-
-def _result_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"worker-{worker}.result"
+def _worker_file(scratch: Path, worker: int, kind: str) -> Path:
+    """One of a worker's files: sessions, chats (records), result, rows (chunks), tally or crash."""
+    return scratch / f"worker-{worker}.{kind}"
 
 
 def _plan_path(scratch: Path) -> Path:
     return scratch / "plan.msgpack"
-
-
-def _chunks_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"rows-{worker}.bin"
-
-
-def _tally_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"worker-{worker}.tally"
-
-
-def _crash_path(scratch: Path, worker: int) -> Path:
-    return scratch / f"worker-{worker}.crash"
-
-
-def _read_chunks(path: Path) -> Iterator[RowChunk]:
-    decoder = msgspec.msgpack.Decoder(RowChunk)
-    with path.open("rb") as handle:
-        while header := handle.read(_LENGTH.size):
-            (length,) = _LENGTH.unpack(header)
-            yield decoder.decode(handle.read(length))
 
 
 def _worker(job: _WorkerJob, claimed: Any, progress: tuple[Any, Any], read_done: Any, go: Any) -> None:
@@ -346,7 +300,7 @@ def _worker(job: _WorkerJob, claimed: Any, progress: tuple[Any, Any], read_done:
             result = _read_share(job, export, claimed, progress, chats)
         except InputError as error:
             result = WorkerResult(error=(export.position if export._buffer is not None else 0, str(error)))
-        _result_path(scratch, worker).write_bytes(msgspec.msgpack.encode(result))
+        _worker_file(scratch, worker, "result").write_bytes(msgspec.msgpack.encode(result))
         read_done.set()
         if result.error is not None:
             return
@@ -357,17 +311,16 @@ def _worker(job: _WorkerJob, claimed: Any, progress: tuple[Any, Any], read_done:
             return
         plan = msgspec.msgpack.decode(_plan_path(scratch).read_bytes(), type=RowPlan)
         encoder = msgspec.msgpack.Encoder()
-        with _chunks_path(scratch, worker).open("wb") as out:
+        with _worker_file(scratch, worker, "rows").open("wb") as out:
 
             def emit(chunk: RowChunk) -> None:
-                payload = encoder.encode(chunk)
-                out.write(_LENGTH.pack(len(payload)))
-                out.write(payload)
+                out.write(frame(encoder.encode(chunk)))
 
-            tally = render_rows(read_spill(_spill_path(scratch, worker)), chats, plan, job.count_tokens, emit)
-        _tally_path(scratch, worker).write_bytes(msgspec.msgpack.encode(tally))
+            sessions = read_framed(_worker_file(scratch, worker, "sessions"), SpilledSession)
+            tally = render_rows(sessions, chats, plan, job.count_tokens, emit)
+        _worker_file(scratch, worker, "tally").write_bytes(msgspec.msgpack.encode(tally))
     except BaseException:  # reported to the parent, which raises it
-        _crash_path(scratch, worker).write_text(traceback.format_exc(), encoding="utf-8")
+        _worker_file(scratch, worker, "crash").write_text(traceback.format_exc(), encoding="utf-8")
 
 
 def _read_share(
@@ -376,17 +329,19 @@ def _read_share(
     worker, reader, session_gap, scratch = job.worker, job.reader, job.session_gap, job.scratch
     result = WorkerResult()
     encoder = msgspec.msgpack.Encoder()
-    pack = _LENGTH.pack
     scrubber = reader.scrubber
     positions, message_counts = progress
     selected = 0
     messages_seen = 0  # in the chats this worker claimed
     last_report = 0.0
-    with export, _spill_path(scratch, worker).open("wb") as spill, _records_path(scratch, worker).open("wb") as out:
+    with (
+        export,
+        _worker_file(scratch, worker, "sessions").open("wb") as spill,
+        _worker_file(scratch, worker, "chats").open("wb") as out,
+    ):
 
         def emit(record: ChatRecord) -> None:
-            payload = encoder.encode(record)
-            out.write(pack(len(payload)) + payload)
+            out.write(frame(encoder.encode(record)))
 
         for position, chat in enumerate(export.chats()):
             with claimed.get_lock():
@@ -414,7 +369,7 @@ def _read_share(
                 sessionizer = Sessionizer(chat_index, session_gap)
                 for batch in chat.batches():
                     for session in sessionizer.add_many(reader._clean(batch)):
-                        _spill(session, spill, encoder, pack, summary)
+                        _spill(session, spill, encoder, summary)
                     messages_seen += len(batch)
                     now = time.monotonic()
                     if now - last_report > 0.05:
@@ -422,7 +377,7 @@ def _read_share(
                         last_report = now
                 last = sessionizer.flush()
                 if last is not None:
-                    _spill(last, spill, encoder, pack, summary)
+                    _spill(last, spill, encoder, summary)
                 emit(
                     ChatRecord(
                         position,
@@ -445,10 +400,10 @@ def _read_share(
     return result
 
 
-def _spill(session: Any, spill: Any, encoder: msgspec.msgpack.Encoder, pack: Any, summary: _ChatSummarizer) -> None:
+def _spill(session: Any, spill: Any, encoder: msgspec.msgpack.Encoder, summary: _ChatSummarizer) -> None:
     """Write one session to the spill file and add it to its chat's summary."""
     payload = encoder.encode((session.chat_index, session.start, session.end, session.messages, session.turns))
-    spill.write(pack(len(payload)) + payload)
+    spill.write(frame(payload))
     summary.add(session)
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 import msgspec
 
 from training.chatml import IM_END, IM_START, MESSAGE_PREFIX, TURN_SEPARATOR, Turn, render_turn
-from training.sessions import TokenCounter, split_long_turns, windows
+from training.sessions import TokenCounter, estimate_tokens, split_long_turns, windows
 
 # A session as spilled between the passes: chat index, start, end, messages, [(speaker id, name, texts)].
 SpilledSession = tuple[int, int, int, int, list[tuple[str, str, list[str]]]]
@@ -205,7 +205,7 @@ def render_rows(
     split_rows = tally.rows
     builders: list[_ChunkBuilder] = []
     current_chat = -1
-    rows = turns_total = sessions_kept = 0
+    turns_total = sessions_kept = 0
     for chat_index, start, end, messages, turns in sessions:
         if chat_index != current_chat:
             _flush(builders, emit)
@@ -235,7 +235,6 @@ def render_rows(
             if builder.add(start, end, 0, speakers, bodies, b"".join(pieces), total):
                 emit(builder.take())  # type: ignore[arg-type]
             window_tokens.append(total)
-            rows += 1
             split_rows[split] += 1
         else:
             for window, (names, texts, rendered, tokens) in enumerate(
@@ -253,13 +252,12 @@ def render_rows(
                 if full:
                     emit(builder.take())  # type: ignore[arg-type]
                 window_tokens.append(tokens)
-                rows += 1
                 split_rows[split] += 1
         sessions_kept += 1
         turns_total += len(turns)
         session_messages.append(messages)
     _flush(builders, emit)
-    tally.windows, tally.sessions_kept, tally.turns = rows, sessions_kept, turns_total
+    tally.windows, tally.sessions_kept, tally.turns = sum(split_rows), sessions_kept, turns_total
     return tally
 
 
@@ -278,8 +276,6 @@ def _windows(
     For sessions longer than a window (split on turn boundaries, over-long turns split first) and for
     token counts from a real tokenizer.
     """
-    from training.sessions import estimate_tokens
-
     count = count_tokens or estimate_tokens
     speakers = [speaker for speaker, _ in turns]
     bodies: list[Sequence[str]] = [texts for _, texts in turns]

@@ -73,11 +73,11 @@ def _high_water_mb(pid: int) -> float:
 def quant_table(run_dir: Path, scratch: Path, sessions_limit: int, max_tokens: int) -> None:
     import gc
 
-    from serving.export_model import load_trained
-    from serving.export_quantize import QUANTS, quantize
-    from serving.export_run import load_run
-    from serving.gguf_export import ExportConfig, export
-    from serving.gguf_verify import encode_sessions, hf_predictions, quant_cost, validation_texts, verify_f16
+    from training.export.merge import load_trained
+    from training.export.pipeline import ExportConfig, export
+    from training.export.quantize import QUANTS, quantize
+    from training.export.run import load_run
+    from training.export.verify import encode_sessions, hf_predictions, quant_cost, validation_texts, verify_f16
 
     run = load_run(run_dir)
     assert run.dataset_path is not None

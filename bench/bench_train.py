@@ -10,7 +10,7 @@ CPU mode trains LoRA two ways over the *same sessions* and prints effective (non
     away, batches of ``--ref-batch-size`` grouped by length (transformers' ``get_length_grouped_indices``,
     as ``Trainer(group_by_length=True)``) and padded to their longest, loss through ``model(labels=...)``;
 (b) doppel: sessions packed into rows of ``--seq-len`` tokens with restarting positions (no session sees
-    another, none is cut), logits only where a token is supervised (:mod:`training.train_loss`).
+    another, none is cut), logits only where a token is supervised (:mod:`training.train.loss`).
 
 Both do real optimizer steps from the same LoRA initialisation. ``--gpu-7b`` builds a randomly initialised
 7B model from its config (no download), wraps it with LoRA in bf16 and times packed rows of 1024 tokens,
@@ -34,14 +34,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from training.base_model import resolve_base
-from training.dataset_format import load_prepared
-from training.labels import IGNORE_INDEX, LossScope, SessionTokenizer, TokenizedSession
-from training.packing import PackedBatch, collate, plan_epoch
-from training.train_attention import needs_single_row
-from training.train_config import TrainConfig
-from training.train_loss import packed_loss
-from training.train_model import Precision, choose_attention, load_model, load_tokenizer, pad_token_id, wrap_lora
+from doppel.formats.dataset import load_prepared
+from training.train.attention import needs_single_row
+from training.train.base_model import resolve_base
+from training.train.config import TrainConfig
+from training.train.labels import IGNORE_INDEX, LossScope, SessionTokenizer, TokenizedSession
+from training.train.loss import packed_loss
+from training.train.model import Precision, choose_attention, load_model, load_tokenizer, pad_token_id, wrap_lora
+from training.train.packing import PackedBatch, collate, plan_epoch
 
 # Dense bf16 peak of common GPUs, FLOP/s (NVIDIA datasheets, without sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,

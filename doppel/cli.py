@@ -6,7 +6,7 @@
 
 Each stage module exposes ``register(subparsers)``, which adds its subcommand and sets ``handler`` to a
 function ``(args) -> int``. This module only assembles them, sets up logging and turns bad input
-(:class:`training.errors.InputError`) into a one-line message and exit code 2. A command line that names
+(:class:`doppel.errors.InputError`) into a one-line message and exit code 2. A command line that names
 its stage imports only that stage's module: ``doppel prepare`` forks workers, and every megabyte the
 parent holds then is counted again in each of them.
 """
@@ -20,17 +20,17 @@ import sys
 from collections.abc import Sequence
 
 from doppel import __version__
-from training.errors import InputError
+from doppel.errors import InputError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 # Imported lazily, in this order: `doppel --help` must not pay for torch.
 STAGE_MODULES = {
-    "sample-export": "training.sample_export_cli",
-    "prepare": "training.prepare_cli",
-    "train": "training.train_cli",
-    "export": "serving.export_cli",
+    "sample-export": "training.telegram.sample.cli",
+    "prepare": "training.prepare.cli",
+    "train": "training.train.cli",
+    "export": "training.export.cli",
 }
 
 

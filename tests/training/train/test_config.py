@@ -11,14 +11,9 @@ import yaml
 
 from doppel.cli import build_parser, main
 from doppel.errors import InputError
+from doppel.settings import flag_name
 from training.train.cli import config_from_args
-from training.train.config import (
-    DEFAULT_LEARNING_RATE,
-    TrainConfig,
-    flag_name,
-    load_yaml,
-    resume_conflicts,
-)
+from training.train.config import DEFAULT_LEARNING_RATE, TrainConfig, resume_conflicts
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
@@ -64,10 +59,10 @@ def test_yaml_round_trip_of_every_field(tmp_path: Path) -> None:
     assert set(config.model_fields_set) == set(TrainConfig.model_fields)  # the test covers every field
     path = tmp_path / "config.yaml"
     path.write_text(config.to_yaml(), encoding="utf-8")
-    assert load_yaml(path) == config
+    assert TrainConfig.load_yaml(path) == config
     resolved = TrainConfig(dataset=Path("rel/data"), out=Path("rel/run")).resolved()
     path.write_text(resolved.to_yaml(), encoding="utf-8")
-    assert load_yaml(path) == resolved
+    assert TrainConfig.load_yaml(path) == resolved
     assert resolved.learning_rate == DEFAULT_LEARNING_RATE["lora"]
     assert resolved.dataset.is_absolute()
 
@@ -75,7 +70,7 @@ def test_yaml_round_trip_of_every_field(tmp_path: Path) -> None:
 def test_every_field_is_a_flag() -> None:
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for name in TrainConfig.model_fields:
-        assert flag_name(name) in help_text
+        assert flag_name(TrainConfig, name) in help_text
 
 
 def test_flags_equal_the_same_settings_in_a_file(tmp_path: Path) -> None:

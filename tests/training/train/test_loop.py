@@ -23,7 +23,7 @@ from doppel.formats.dataset import load_prepared
 from doppel.formats.run_dir import RUN_FORMAT
 from tests.helpers.datasets import FRIENDS, OWNER, make_session
 from training.train.base_model import DEFAULT_BASE, file_sha256, packaged_file
-from training.train.config import TrainConfig, load_yaml
+from training.train.config import TrainConfig
 from training.train.labels import SessionTokenizer
 from training.train.loop import train
 from training.train.loss import packed_loss
@@ -79,7 +79,7 @@ def test_lora_run_learns_and_writes_the_run_directory(
     assert info["added_tokens"] == []
     assert info["program"]["name"] == "doppel"
 
-    config = load_yaml(run / "config.yaml")
+    config = TrainConfig.load_yaml(run / "config.yaml")
     assert config == TrainConfig(
         dataset=tiny_dataset_dir, out=run, max_steps=6, seq_len=256, learning_rate=1e-3, warmup_ratio=0,
         eval_every=6, save_every=3, keep_checkpoints=1,

@@ -2,8 +2,8 @@
 
     doppel sample-export OUT.json [--seed N] [--messages N]
 
-The work is done by :func:`training.telegram.sample.generator.write_sample_export`; this module only parses arguments and
-prints one summary line.
+The work is done by :func:`training.telegram.sample.generator.write_sample_export`; this module only parses
+arguments and prints one summary line.
 """
 
 from __future__ import annotations

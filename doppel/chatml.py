@@ -63,6 +63,28 @@ def render_turn(speaker: str, messages: Sequence[str]) -> str:
     return f"{IM_START}{speaker}\n{MESSAGE_PREFIX}{_BETWEEN_MESSAGES.join(messages)}{IM_END}{TURN_SEPARATOR}"
 
 
+_HEADER_END = b"\n"
+_FIRST_PREFIX_BYTES = MESSAGE_PREFIX.encode()
+_BETWEEN_MESSAGES_BYTES = _BETWEEN_MESSAGES.encode()
+_TURN_END_BYTES = (IM_END + TURN_SEPARATOR).encode()
+
+
+def encoded_turn_header(speaker: bytes) -> bytes:
+    """:func:`turn_header` of a UTF-8 speaker name, as UTF-8."""
+    return IM_START.encode() + speaker + _HEADER_END
+
+
+def render_encoded_turn(header: bytes, messages: Sequence[bytes]) -> bytes:
+    """``render_turn(speaker, messages).encode()``, from UTF-8 pieces, without decoding anything.
+
+    ``header`` is :func:`encoded_turn_header` of the speaker. prepare's byte path renders every turn of an
+    export through here; a property test pins it to :func:`render_turn`.
+    """
+    if not messages:
+        return header + _TURN_END_BYTES
+    return b"".join((header, _FIRST_PREFIX_BYTES, _BETWEEN_MESSAGES_BYTES.join(messages), _TURN_END_BYTES))
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """A speaker and the messages of one burst, in order."""

@@ -2,7 +2,9 @@
 
     doppel --help
     doppel sample-export OUT.json [--seed N] [--messages N]
-    doppel prepare EXPORT... --out DIR [--me NAME_OR_ID] ...
+    doppel prepare EXPORT... --out DIR [--me NAME_OR_ID] [--config FILE] ...
+    doppel train DATASET --out RUN [--config FILE] ...
+    doppel export RUN --out MODEL.gguf [--quant q4_k_m] ...
 
 Each stage module exposes ``register(subparsers)``, which adds its subcommand and sets ``handler`` to a
 function ``(args) -> int``. This module only assembles them, sets up logging and turns bad input
@@ -24,6 +26,12 @@ from doppel.errors import InputError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+
+# What `pip install 'doppel[train]'` adds to the base install (which only serves).
+TRAINING_EXTRA = frozenset(
+    {"torch", "transformers", "peft", "accelerate", "datasets", "sentencepiece", "msgspec", "xxhash", "tqdm"}
+    | {"matplotlib", "psutil", "filelock"}
+)
 
 # Imported lazily, in this order: `doppel --help` must not pay for torch.
 STAGE_MODULES = {
@@ -66,6 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except InputError as error:
         print(f"doppel {args.stage}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in TRAINING_EXTRA:
+            raise
+        print(
+            f"doppel {args.stage}: error: needs the training stack ({error.name} is not installed): "
+            "pip install 'doppel[train]'",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"doppel {args.stage}: interrupted", file=sys.stderr)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
@@ -33,12 +33,13 @@ CONFIG_DEST = "config"
 class Cli:
     """How one settings field appears on the command line (``Annotated[type, Cli(...)]``)."""
 
-    positional: Literal["?", "+"] | None = None  # a positional argument, optional ("?") or one or more ("+")
+    positional: Literal["?", "*", "+"] | None = None  # a positional argument: its argparse nargs
     metavar: str | None = None
     flag: str | None = None  # another flag name than ``--field-name``
     append: bool = False  # repeatable: each use adds one value
     hidden: bool = False  # settable from code and the config file, but no flag (e.g. a test's worker count)
     default_help: str | None = None  # how the default reads in --help, where the value itself reads badly
+    parse: Callable[[str], Any] | None = None  # argparse ``type=``: its ArgumentTypeError is a usage error
 
 
 class StageSettings(BaseModel):
@@ -47,8 +48,8 @@ class StageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any], origin: str = "settings") -> Self:
-        """Validate ``values``; a bad one raises :class:`InputError` naming its flag, on one line."""
+    def from_mapping(cls, values: dict[str, Any], origin: str = "") -> Self:
+        """Validate ``values``; a bad one raises :class:`InputError` naming its flag (after ``origin``), on one line."""
         try:
             return cls.model_validate(values)
         except ValidationError as error:
@@ -56,11 +57,13 @@ class StageSettings(BaseModel):
                 f"{flag_name(cls, str(issue['loc'][0])) if issue['loc'] else '?'}: {_reason(issue['msg'])}"
                 for issue in error.errors()
             )
-            raise InputError(f"{origin}: {problems}") from None
+            raise InputError(f"{origin}: {problems}" if origin else problems) from None
 
     @classmethod
     def read_yaml(cls, path: Path) -> dict[str, Any]:
         """The settings in a YAML file, unvalidated (an empty file holds none); unknown keys are refused."""
+        import yaml  # here, not at the top: prepare's parent forks workers, and carries only what it needs
+
         try:
             values = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -83,6 +86,8 @@ class StageSettings(BaseModel):
         return cls.from_mapping(cls.read_yaml(path), origin=str(path))
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
@@ -117,18 +122,21 @@ def add_flags(parser: argparse.ArgumentParser, schema: type[StageSettings], *, c
         if cli.hidden:
             continue
         help_text = (field.description or "") + _default_text(field, cli)
+        parse = {"type": cli.parse} if cli.parse is not None else {}
         if cli.positional:
-            parser.add_argument(name, nargs=cli.positional, metavar=cli.metavar or name.upper(), help=help_text)
+            metavar = cli.metavar or name.upper()
+            parser.add_argument(name, nargs=cli.positional, metavar=metavar, help=help_text, **parse)
             continue
         flag = flag_name(schema, name)
         if _is_bool(field.annotation):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
         elif cli.append:
-            parser.add_argument(flag, dest=name, action="append", metavar=cli.metavar or "VALUE", help=help_text)
+            metavar = cli.metavar or "VALUE"
+            parser.add_argument(flag, dest=name, action="append", metavar=metavar, help=help_text, **parse)
         else:
             choices = _literal_choices(field.annotation)
             metavar = None if choices else cli.metavar or "N"
-            parser.add_argument(flag, dest=name, choices=choices, metavar=metavar, help=help_text)
+            parser.add_argument(flag, dest=name, choices=choices, metavar=metavar, help=help_text, **parse)
 
 
 def given_values(args: argparse.Namespace, schema: type[StageSettings]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from doppel.chatml import (
     Turn,
+    encoded_turn_header,
     neutralise,
+    render_encoded_turn,
     render_session,
     render_turn,
     split_messages,
@@ -60,3 +62,12 @@ def test_render_turn_is_exactly_header_body_and_closing(speaker: str, messages: 
     # render_turn is a one-join fast path; it must stay byte-equal to the pieces training and serving use.
     for sequence in (messages, tuple(messages)):
         assert render_turn(speaker, sequence) == turn_header(speaker) + turn_body(sequence) + "<|im_end|>\n"
+
+
+@given(st.text(max_size=8), st.lists(st.text(max_size=12), max_size=4))
+def test_the_byte_rendering_is_the_text_rendering_encoded(speaker: str, messages: list[str]) -> None:
+    # prepare renders from UTF-8 bytes without decoding; what it writes must be exactly the one rendering.
+    header = encoded_turn_header(speaker.encode("utf-8", "surrogatepass"))
+    encoded = [message.encode("utf-8", "surrogatepass") for message in messages]
+    expected = render_turn(speaker, messages).encode("utf-8", "surrogatepass")
+    assert render_encoded_turn(header, encoded) == expected

@@ -14,6 +14,9 @@ _HISTOGRAM_EDGES = (2, 4, 8, 16, 32, 64, 128)
 _BAR_WIDTH = 40
 
 
+SINGLE_TURN = "a single turn"  # why a session is dropped before pass 2: nobody answers anybody
+
+
 @dataclass
 class PrepareStats:
     files: list[str] = field(default_factory=list)
@@ -37,9 +40,15 @@ class PrepareStats:
     session_messages: list[int] = field(default_factory=list, repr=False)
     window_tokens: list[int] = field(default_factory=list, repr=False)
 
+    def add_sessions(self, found: int, single_turn: int) -> None:
+        """Count sessions cut in pass 1, of which ``single_turn`` have one turn only (and so are dropped)."""
+        self.sessions_found += found
+        if single_turn:
+            self.sessions_dropped[SINGLE_TURN] += single_turn
+
     def counts(self) -> dict[str, Any]:
         """The machine-readable part of the report (stored in the manifest)."""
-        owner_silent = self.sessions_found - self.sessions_kept - self.sessions_dropped["a single turn"]
+        owner_silent = self.sessions_found - self.sessions_kept - self.sessions_dropped[SINGLE_TURN]
         sessions_dropped = dict(self.sessions_dropped)
         if owner_silent:
             sessions_dropped["owner does not answer"] = owner_silent

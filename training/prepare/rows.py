@@ -22,8 +22,14 @@ from typing import Protocol
 
 import msgspec
 
-from doppel.chatml import IM_END, IM_START, MESSAGE_PREFIX, TURN_SEPARATOR, Turn, render_turn
-from training.prepare.sessions import TokenCounter, estimate_tokens, split_long_turns, windows
+from doppel.chatml import Turn, encoded_turn_header, render_encoded_turn, render_turn
+from training.prepare.sessions import (
+    TokenCounter,
+    estimate_tokens,
+    estimate_tokens_of_bytes,
+    split_long_turns,
+    windows,
+)
 
 # A session as spilled between the passes: chat index, start, end, messages, [(speaker id, name, texts)].
 SpilledSession = tuple[int, int, int, int, list[tuple[str, str, list[str]]]]
@@ -31,11 +37,6 @@ ROWS_PER_CHUNK = 256
 # A chunk also closes at this much ChatML text, so int32 offsets never overflow whatever --max-tokens is.
 CHUNK_TEXT_BYTES = 8 << 20
 TRAIN, VALIDATION = 0, 1
-
-_TURN_START = IM_START.encode()
-_TURN_END = (IM_END + TURN_SEPARATOR).encode()
-_FIRST_PREFIX = MESSAGE_PREFIX.encode()
-_BETWEEN_MESSAGES = ("\n" + MESSAGE_PREFIX).encode()
 
 
 class ChatLike(Protocol):
@@ -199,7 +200,7 @@ def render_rows(
     owner = plan.owner_id
     max_tokens, overlap = plan.max_tokens, plan.overlap_tokens
     names_bytes = {speaker_id: name.encode() for speaker_id, name in plan.names.items()}
-    headers = {speaker_id: _TURN_START + name + b"\n" for speaker_id, name in names_bytes.items()}
+    headers = {speaker_id: encoded_turn_header(name) for speaker_id, name in names_bytes.items()}
     turn_counts, message_counts = tally.turn_counts, tally.message_counts
     window_tokens, session_messages = tally.window_tokens, tally.session_messages
     split_rows = tally.rows
@@ -225,10 +226,9 @@ def render_rows(
             encoded = [text.encode() for text in texts]
             speakers.append(names_bytes[speaker_id])
             bodies.append(encoded)
-            # Exactly render_turn(name, texts).encode(), in one join.
-            piece = b"".join((headers[speaker_id], _FIRST_PREFIX, _BETWEEN_MESSAGES.join(encoded), _TURN_END))
+            piece = render_encoded_turn(headers[speaker_id], encoded)
             pieces.append(piece)
-            total += (len(piece) * 2 + 6) // 7  # estimate_tokens, from the bytes
+            total += estimate_tokens_of_bytes(len(piece))
             turn_counts[speaker_id] = turn_counts.get(speaker_id, 0) + 1
             message_counts[speaker_id] = message_counts.get(speaker_id, 0) + len(texts)
         if count_tokens is None and total <= max_tokens:  # the common case: the whole session is one row

@@ -105,7 +105,12 @@ TokenCounter = Callable[[str], int]
 
 def estimate_tokens(text: str) -> int:
     """A cheap, slightly generous token estimate: about 3.5 UTF-8 bytes per token across scripts."""
-    return (len(text.encode("utf-8")) * 2 + 6) // 7
+    return estimate_tokens_of_bytes(len(text.encode("utf-8")))
+
+
+def estimate_tokens_of_bytes(size: int) -> int:
+    """:func:`estimate_tokens` of a text that is ``size`` bytes long in UTF-8 (3.5 bytes a token, rounded up)."""
+    return (size * 2 + 6) // 7
 
 
 def split_long_turns(turns: Sequence[Turn], count: TokenCounter, max_tokens: int) -> list[Turn]:

@@ -29,10 +29,9 @@ import multiprocessing.connection
 import os
 import time
 import traceback
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,14 +39,15 @@ import msgspec
 
 from doppel.errors import InputError
 from training.prepare.framed import frame, read_framed
+from training.prepare.reader import ChatInfo, ExportReader, owner_id_of
 from training.prepare.report import PrepareStats
 from training.prepare.rows import ChatLike, RowChunk, RowPlan, RowTally, SpilledSession, render_rows
-from training.prepare.sessions import Sessionizer, TokenCounter
+from training.prepare.sessions import RawSession, Sessionizer, TokenCounter
+from training.prepare.spill import SessionIndex, SharedSets, encode_session, later_speakers
 from training.telegram.messages import DELETED_ACCOUNT
 from training.telegram.stream import ExportStream
 
 if TYPE_CHECKING:
-    from training.prepare.pipeline import _Reader
     from training.prepare.speakers import SpeakerRegistry
 
 # An export smaller than this is read in-process: starting workers would cost more than it saves.
@@ -94,13 +94,12 @@ class WorkerResult(msgspec.Struct):
     error: tuple[int, str] | None = None  # (byte position, one-line message) of an InputError
 
 
-@dataclass
-class ParallelRead:
-    """The merged result of all workers' pass 1, shaped like the serial read's spill index."""
+class ParallelRead(SessionIndex):
+    """The merged result of all workers' pass 1: the same index as the serial read's spill, and the file's hash."""
 
-    starts: array[int] = field(default_factory=lambda: array("q"))
-    later_speakers: list[frozenset[str]] = field(default_factory=list)
-    sha256: str = ""
+    def __init__(self, sha256: str) -> None:
+        super().__init__()
+        self.sha256 = sha256
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class _WorkerJob:
     """What a worker process is handed when it is forked."""
 
     worker: int
-    reader: _Reader
+    reader: ExportReader
     path: Path
     session_gap: int
     count_tokens: TokenCounter | None
@@ -124,7 +123,7 @@ class ParallelPrepare:
 
     def __init__(
         self,
-        reader: _Reader,
+        reader: ExportReader,
         path: Path,
         workers: int,
         scratch: Path,
@@ -241,14 +240,14 @@ class ParallelPrepare:
         return msgspec.msgpack.decode(path.read_bytes(), type=kind)
 
 
-def _merge(reader: _Reader, records: Iterable[ChatRecord], merged: ParallelRead, registry: SpeakerRegistry) -> None:
+def _merge(
+    reader: ExportReader, records: Iterable[ChatRecord], merged: ParallelRead, registry: SpeakerRegistry
+) -> None:
     """Fold the chats' records into the reader's stats, the registry and the session index, in file order."""
-    from training.prepare.pipeline import ChatInfo  # here, not at the top: circular
-
     stats = reader.stats
-    shared: dict[frozenset[str], frozenset[str]] = {}
+    shared = SharedSets()
     observe = registry.observe
-    starts, later_speakers = merged.starts, merged.later_speakers
+    starts, later = merged.starts, merged.later_speakers
     single_turn = 0
     for record in records:
         stats.chats_read += 1
@@ -271,12 +270,9 @@ def _merge(reader: _Reader, records: Iterable[ChatRecord], merged: ParallelRead,
             observe(speaker_id, name, date, chat_index, messages)
         single_turn += sessions.single_turn
         starts.extend(sessions.starts)
-        # Sessions of one chat mostly share who speaks after the first turn: equal sets are stored once.
-        later_sets = [shared.setdefault(later, later) for later in map(frozenset, sessions.later_sets)]
-        later_speakers.extend(map(later_sets.__getitem__, sessions.later_index))
-    stats.sessions_found += len(starts)
-    if single_turn:
-        stats.sessions_dropped["a single turn"] += single_turn
+        later_sets = list(map(shared, sessions.later_sets))
+        later.extend(map(later_sets.__getitem__, sessions.later_index))
+    stats.add_sessions(len(starts), single_turn)
 
 
 def _worker_file(scratch: Path, worker: int, kind: str) -> Path:
@@ -299,7 +295,7 @@ def _worker(job: _WorkerJob, claimed: Any, progress: tuple[Any, Any], read_done:
         try:
             result = _read_share(job, export, claimed, progress, chats)
         except InputError as error:
-            result = WorkerResult(error=(export.position if export._buffer is not None else 0, str(error)))
+            result = WorkerResult(error=(export.position, str(error)))
         _worker_file(scratch, worker, "result").write_bytes(msgspec.msgpack.encode(result))
         read_done.set()
         if result.error is not None:
@@ -368,7 +364,7 @@ def _read_share(
                 summary = _ChatSummarizer()
                 sessionizer = Sessionizer(chat_index, session_gap)
                 for batch in chat.batches():
-                    for session in sessionizer.add_many(reader._clean(batch)):
+                    for session in sessionizer.add_many(reader.clean(batch)):
                         _spill(session, spill, encoder, summary)
                     messages_seen += len(batch)
                     now = time.monotonic()
@@ -392,18 +388,17 @@ def _read_share(
                 )
             positions[worker], message_counts[worker] = export.position, messages_seen
         positions[worker] = export.position  # the end of the file, past the last chat
-        personal = export.personal_information
-        if personal is not None and isinstance(personal.get("user_id"), int | str) and str(personal["user_id"]).strip():
-            result.owner_ids.append(f"user{personal['user_id']}")
+        owner = owner_id_of(export.personal_information)
+        if owner is not None:
+            result.owner_ids.append(owner)
     if worker == 0:
         result.sha256 = export.sha256.hexdigest()
     return result
 
 
-def _spill(session: Any, spill: Any, encoder: msgspec.msgpack.Encoder, summary: _ChatSummarizer) -> None:
+def _spill(session: RawSession, spill: Any, encoder: msgspec.msgpack.Encoder, summary: _ChatSummarizer) -> None:
     """Write one session to the spill file and add it to its chat's summary."""
-    payload = encoder.encode((session.chat_index, session.start, session.end, session.messages, session.turns))
-    spill.write(frame(payload))
+    spill.write(encode_session(encoder, session))
     summary.add(session)
 
 
@@ -415,7 +410,7 @@ class _ChatSummarizer:
         self._last: dict[str, list[Any]] = {}  # per speaker: their latest observation in this chat
         self._later_ids: dict[frozenset[str], int] = {}
 
-    def add(self, session: Any) -> None:
+    def add(self, session: RawSession) -> None:
         sessions, last = self.sessions, self._last
         turns = session.turns
         date = session.end  # every turn of a session is observed at its end, as the serial read does
@@ -435,7 +430,7 @@ class _ChatSummarizer:
         sessions.starts.append(session.start)
         if len(turns) < 2:
             sessions.single_turn += 1
-        later = frozenset(turn[0] for turn in turns[1:])
+        later = later_speakers(turns)
         index = self._later_ids.get(later)
         if index is None:
             index = self._later_ids[later] = len(sessions.later_sets)

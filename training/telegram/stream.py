@@ -198,9 +198,9 @@ class ExportStream:
 
     @property
     def position(self) -> int:
-        """Bytes consumed so far (for progress bars)."""
-        buffer = self._require_buffer()
-        return buffer.offset + buffer.pos
+        """Bytes consumed so far (for progress bars and error reports; 0 before the file is opened)."""
+        buffer = self._buffer
+        return 0 if buffer is None else buffer.offset + buffer.pos
 
     # -- the document skeleton -------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from doppel.cli import main
 from tests.helpers.telegram import OWNER_ID, chat, dialogue, full_export, write
-from training.prepare.cli import parse_duration
+from training.prepare.config import parse_duration
 
 GOOD = full_export(
     [
@@ -36,6 +37,28 @@ def test_success_prints_the_report_and_exits_0(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "messages read" in out and f"wrote {tmp_path / 'ds'}" in out
     assert (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_settings_come_from_a_config_file_and_flags_override_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = write(tmp_path / "result.json", GOOD)
+    config = tmp_path / "prepare.yaml"
+    config.write_text(
+        f"exports: [{export}]\nout: {tmp_path / 'from-file'}\nsession_gap: 45m\nsince: 2020-01-01\n"
+        "chat_types: personal_chat,private_group\nscrub: false\nmax_tokens: 64\n",
+        encoding="utf-8",
+    )
+    assert main(["prepare", "--config", str(config), "--quiet", "--max-tokens", "128"]) == 0
+    settings = json.loads((tmp_path / "from-file" / "manifest.json").read_text(encoding="utf-8"))["settings"]
+    assert settings["session_gap"] == 45 * 60 and settings["since"] == 1577836800
+    assert settings["chat_types"] == ["personal_chat", "private_group"] and settings["scrub"] is False
+    assert settings["max_tokens"] == 128  # the flag wins over the file
+    config.write_text("session_gap: soon\n", encoding="utf-8")
+    assert main(["prepare", str(export), "--out", str(tmp_path / "x"), "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "doppel prepare: error: --session-gap: not a duration: 'soon' (try 30m, 2h, 90s)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ from tests.helpers.telegram import (
     text_message,
     write,
 )
-from training.prepare.pipeline import PrepareConfig, prepare, validation_cutoff
+from training.prepare import PrepareConfig, prepare
+from training.prepare.decide import validation_cutoff
 
 HOUR, DAY = 3600, 86_400
 ANNA = 2
@@ -362,7 +363,7 @@ def test_parallel_and_serial_reads_write_byte_identical_datasets(tmp_path: Path,
     # The parallel read merges per-worker records and spills; every counter (and its key order), every
     # speaker and every row must come out exactly as one process makes them. (Three workers on two cores
     # also make the claim order vary from run to run.)
-    from training.telegram.sample.generator import write_sample_export
+    from training.telegram.sample import write_sample_export
 
     export = write_sample_export(tmp_path / "result.json", seed=3, messages=6000).path
     outputs = {}
@@ -425,11 +426,11 @@ def test_preparing_never_imports_pandas(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from training.telegram.sample.generator import write_sample_export
+    from training.telegram.sample import write_sample_export
 
     export = write_sample_export(tmp_path / "result.json", seed=2, messages=2000).path
     code = (
-        "import sys\nfrom pathlib import Path\nfrom training.prepare.pipeline import PrepareConfig, prepare\n"
+        "import sys\nfrom pathlib import Path\nfrom training.prepare import PrepareConfig, prepare\n"
         f"prepare(PrepareConfig(exports=(Path({str(export)!r}),), out=Path({str(tmp_path / 'out')!r}),"
         " progress=False, workers=2))\n"
         "print('pandas' in sys.modules)\n"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-import training.prepare.pipeline
-from training.prepare.pipeline import PrepareConfig, prepare
+import training.prepare.reader
+from training.prepare import PrepareConfig, prepare
 from training.prepare.progress import PrepareProgress
 
 
@@ -35,7 +35,7 @@ def test_a_quiet_run_shows_nothing() -> None:
 def test_the_bar_ends_at_every_byte_and_every_message_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exports: int, workers: int
 ) -> None:
-    from training.telegram.sample.generator import write_sample_export
+    from training.telegram.sample import write_sample_export
 
     shown: list[tuple[int, int]] = []
 
@@ -44,7 +44,7 @@ def test_the_bar_ends_at_every_byte_and_every_message_read(
             shown.append((position, messages))
             super().show(position, messages)
 
-    monkeypatch.setattr(training.prepare.pipeline, "PrepareProgress", Recorder)
+    monkeypatch.setattr(training.prepare.reader, "PrepareProgress", Recorder)
     paths = tuple(
         write_sample_export(tmp_path / f"result-{index}.json", seed=4, messages=3000 + 500 * index).path
         for index in range(exports)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from doppel.chatml import neutralise
 from tests.helpers.telegram import BASE_TIME, text_message
-from training.prepare.pipeline import PrepareConfig, _Reader
+from training.prepare.config import PrepareConfig
+from training.prepare.reader import ExportReader
 from training.prepare.report import PrepareStats
 from training.prepare.scrub import Scrubber
 from training.telegram.messages import DELETED_ACCOUNT, Drop, Message, flat_text, normalise
@@ -183,8 +184,8 @@ def test_prepare_cleans_a_batch_exactly_as_normalise_judges_each_message(
     """prepare recognises plain text messages inline (its hot loop); the result must be normalise's, scrubbed
     and neutralised message by message."""
     messages = [raw(**fields) for fields in batch]
-    reader = _Reader(PrepareConfig(exports=(), out=Path("unused"), scrub=scrub), PrepareStats(), None)
-    rows = reader._clean(messages)
+    reader = ExportReader(PrepareConfig(exports=(), out=Path("unused"), scrub=scrub), PrepareStats(), None)
+    rows = reader.clean(messages)
     judged = [normalise(message) for message in messages]
     kept = [result for result in judged if isinstance(result, Message)]
     scrubbed = Scrubber() if scrub else lambda text: text

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from doppel.paths import data_dir
-from training.telegram.sample.generator import write_sample_export
+from training.telegram.sample import write_sample_export
 
 # Peak memory counts every process: prepare forks workers. A thread samples the RSS of this process and
 # all its children every 5 ms and keeps the largest sum ("rss_mb"); RSS counts pages that parent and

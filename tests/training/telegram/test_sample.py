@@ -14,15 +14,10 @@ from typing import Any
 import pytest
 
 from doppel.cli import main
-from training.prepare.pipeline import ALL_CHAT_TYPES
 from training.prepare.scrub import iban_valid, luhn_valid
-from training.telegram.sample.generator import (
-    END_UNIXTIME,
-    UTC_OFFSET_SECONDS,
-    SampleExportSummary,
-    flat_text,
-    write_sample_export,
-)
+from training.telegram.chat_types import ALL_CHAT_TYPES
+from training.telegram.messages import flat_text
+from training.telegram.sample import END_UNIXTIME, UTC_OFFSET_SECONDS, SampleExportSummary, write_sample_export
 
 N_MESSAGES = 3000
 CHAT_TYPES = set(ALL_CHAT_TYPES)
@@ -120,15 +115,22 @@ def from_id_of(summary: SampleExportSummary, persona: str) -> str:
     return next(from_id for from_id, key in summary.styles.items() if key == persona)
 
 
+def _text(m: Message) -> str:
+    """The flat text of ``m`` as doppel's export reader reads it, which must accept every text the sample holds."""
+    text = flat_text(m["text"])
+    assert text is not None, m["text"]
+    return text
+
+
 def texts_by(export: dict[str, Any], from_id: str, *, chat_type: str | None = None) -> list[str]:
     """Flat texts of the ordinary, non-forwarded messages ``from_id`` wrote (bare media skipped)."""
     return [
-        flat_text(m["text"])
+        _text(m)
         for chat, m in all_messages(export)
         if m["type"] == "message"
         and m["from_id"] == from_id
         and "forwarded_from" not in m
-        and flat_text(m["text"])
+        and _text(m)
         and (chat_type is None or chat["type"] == chat_type)
     ]
 
@@ -276,10 +278,6 @@ def test_every_chat_type_is_present(export: dict[str, Any]) -> None:
     assert sum(chat["type"] in {"private_group", "private_supergroup"} for chat in all_chats(export)) >= 2
 
 
-def _text(m: Message) -> str:
-    return flat_text(m["text"])
-
-
 def _entity_texts(m: Message, kind: str) -> list[str]:
     return [e["text"] for e in m["text_entities"] if e["type"] == kind]
 
@@ -404,7 +402,7 @@ def test_text_entities_spell_out_the_text(export: dict[str, Any]) -> None:
             assert message["text"] == "" and entities == []
             assert "from" not in message and message["actor_id"]
             continue
-        assert "".join(e["text"] for e in entities) == flat_text(message["text"])
+        assert "".join(e["text"] for e in entities) == _text(message)
         if isinstance(message["text"], list):
             # Telegram merges plain runs, and writes a lone plain run as a bare string.
             assert not any(isinstance(a, str) and isinstance(b, str) for a, b in itertools.pairwise(message["text"]))

@@ -2,7 +2,7 @@
 
     doppel sample-export OUT.json [--seed N] [--messages N]
 
-The work is done by :func:`training.telegram.sample.generator.write_sample_export`; this module only parses
+The work is done by :func:`training.telegram.sample.write_sample_export`; this module only parses
 arguments and prints one summary line.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from doppel.errors import InputError
-from training.telegram.sample.generator import DEFAULT_MESSAGES, MIN_MESSAGES, write_sample_export
+from training.telegram.sample import DEFAULT_MESSAGES, MIN_MESSAGES, write_sample_export
 
 
 def register(subparsers: Any) -> None:

@@ -40,7 +40,15 @@ from training.train.base_model import resolve_base
 from training.train.config import TrainConfig
 from training.train.labels import IGNORE_INDEX, LossScope, SessionTokenizer, TokenizedSession
 from training.train.loss import packed_loss
-from training.train.model import Precision, choose_attention, load_model, load_tokenizer, pad_token_id, wrap_lora
+from training.train.model import (
+    Precision,
+    choose_attention,
+    count_trainable_parameters,
+    load_model,
+    load_tokenizer,
+    pad_token_id,
+    wrap_lora,
+)
 from training.train.packing import PackedBatch, collate, plan_epoch
 
 # Dense bf16 peak of common GPUs, FLOP/s (NVIDIA datasheets, without sparsity).
@@ -309,10 +317,10 @@ def bench_7b(args: argparse.Namespace) -> int:
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(model_config, dtype=dtype, attn_implementation=attention)
     model.config.use_cache = False
-    n_params = sum(p.numel() for p in model.parameters())
+    _, n_params = count_trainable_parameters(model)  # the base alone, before LoRA adds its own
     config = TrainConfig(dataset=Path("unused"), out=Path("unused"), gradient_checkpointing=args.gradient_checkpointing)
     model = wrap_lora(model, config, [])
-    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_lora, _ = count_trainable_parameters(model)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=device.type == "cuda"
     )

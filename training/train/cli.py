@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise InputError(
                 f"{'DATASET' if required == 'dataset' else '--out RUN'} is required (or set it in --config)"
             )
-    return TrainConfig.from_mapping(values, origin="doppel train")
+    return TrainConfig.from_mapping(values)
 
 
 def run(args: argparse.Namespace) -> int:

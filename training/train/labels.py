@@ -9,7 +9,7 @@ Each turn is tokenized piece by piece, exactly as :mod:`doppel.chatml` renders i
 
 so the boundaries come from the renderer, not from searching the text. The ids equal tokenizing the whole
 rendered session (tests assert it for the bases we ship). Loss scopes: ``all`` (every speaker), ``owner``,
-``personas:NAME,NAME``. Library only; :mod:`training.train.loop` uses it.
+``personas:NAME,NAME``. Library only; :mod:`training.train.data` tokenizes the splits with it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The output head and the cross-entropy over the vocabulary (49k for SmolLM2, 152k
 share of a small model's compute and of any model's activation memory. transformers' ``logits_to_keep``
 takes a boolean mask of positions; we keep exactly the positions whose *next* token is supervised, so
 headers, separators, padding and out-of-scope speakers never reach the head. The value equals the model's
-own ``labels=`` loss (tests pin it). Library only; :mod:`training.train.loop` and ``bench/bench_train.py`` use it.
+own ``labels=`` loss (tests pin it). Library only; :mod:`training.train.loop`, :mod:`training.train.evaluation`
+and ``bench/bench_train.py`` use it.
 """
 
 from __future__ import annotations

@@ -11,17 +11,19 @@ allocates nothing). Bytes per parameter by method, with AdamW:
 Activations are estimated per token and layer for a micro-batch (stored layer inputs only, with gradient
 checkpointing), plus the logits that the loss needs in fp32. It is an estimate meant to catch the hopeless
 cases early ("a 7B full fine-tune on a 24 GB card"); ``--max-memory-gb`` overrides what is considered free.
-Library only; :mod:`training.train.loop` calls :func:`check_memory`.
+Library only; :mod:`training.train.loop` calls :func:`check_run_fits`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PretrainedConfig
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from doppel.errors import InputError
+from training.train.config import TrainConfig
 
 GIB = 1024**3
 _ADAM_TRAINABLE_BYTES = 16  # fp32 weight + gradient + two moments
@@ -51,7 +53,7 @@ class MemoryEstimate:
         )
 
 
-def count_parameters(config: PretrainedConfig) -> int:
+def estimate_parameters(config: PretrainedConfig) -> int:
     """Parameters of the model a config describes, without allocating them."""
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -85,7 +87,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """What one device needs for this run (``shards`` > 1 for FSDP, which splits the full-method state)."""
     text_config = config.get_text_config()
-    n_params = count_parameters(config)
+    n_params = estimate_parameters(config)
     if method == "full":
         n_trainable = n_params
         weights = n_params * 4 // shards  # fp32 master weights
@@ -136,3 +138,26 @@ def check_memory(estimate: MemoryEstimate, available: int, method: str, where: s
     raise InputError(
         f"--method {method} needs {estimate.describe()}, but {where} has {available / GIB:.1f} GiB free; {advice}"
     )
+
+
+def check_run_fits(
+    hf_dir: Path, config: TrainConfig, *, compute_bytes: int, device: torch.device, shards: int
+) -> tuple[MemoryEstimate, int]:
+    """Estimate the run from the base's ``config.json`` and refuse it if it cannot fit.
+
+    Returns the estimate and the bytes considered available (``--max-memory-gb``, else what ``device`` has free).
+    """
+    estimate = estimate_memory(
+        AutoConfig.from_pretrained(hf_dir),
+        config.method,
+        compute_bytes=compute_bytes,
+        tokens_per_micro_batch=config.seq_len * config.rows_per_batch,
+        gradient_checkpointing=config.gradient_checkpointing,
+        lora_rank=config.lora_r,
+        lora_targets=config.lora_target_modules,
+        shards=shards,
+    )
+    available = int(config.max_memory_gb * GIB) if config.max_memory_gb else free_memory(device)
+    where = "--max-memory-gb" if config.max_memory_gb else f"this {device.type}"
+    check_memory(estimate, available, config.method, where)
+    return estimate, available

@@ -8,7 +8,8 @@
 * ``full``: fp32 master weights; bf16 on a GPU comes from autocast (accelerate's mixed precision).
 * ``qlora``: the base quantized to 4-bit NF4 by bitsandbytes, CUDA only.
 
-Library only; :mod:`training.train.loop` uses it.
+Importing it registers the ``segments`` attention (:mod:`training.train.attention`). Library only;
+:mod:`training.train.loop` uses it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from doppel.errors import InputError
-from training.train import attention as train_attention
+from training.train.attention import SEGMENTS
 from training.train.config import TrainConfig
 from training.train.labels import add_chat_tokens
 
@@ -65,7 +66,7 @@ def choose_attention(requested: str, device: torch.device) -> str:
         from transformers.utils import is_flash_attn_2_available
 
         return "flash_attention_2" if is_flash_attn_2_available() else "sdpa"
-    return train_attention.SEGMENTS
+    return SEGMENTS
 
 
 def check_method_supported(method: str, device: torch.device, attn_implementation: str) -> None:
@@ -189,8 +190,8 @@ def _trainable_token_indices(model: PreTrainedModel, token_ids: list[int]) -> di
     return layers
 
 
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
+def count_trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total): the parameters of a loaded model that require gradients, and all of them."""
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     total = sum(parameter.numel() for parameter in model.parameters())
     return trainable, total

@@ -7,7 +7,8 @@ every session is ignored, so no session is scored on predicting the start of the
 are padded to the longest with a separate padding "session" that nothing supervises.
 
 Sessions arrive windowed by ``doppel prepare``, so nothing is cut here: a session longer than a row gets a
-row of its own. Library only; :mod:`training.train.loop` and ``bench/bench_train.py`` use it.
+row of its own. Library only; :mod:`training.train.data`, :mod:`training.train.loop` and
+``bench/bench_train.py`` use it.
 """
 
 from __future__ import annotations
@@ -84,11 +85,6 @@ def plan_epoch(lengths: Sequence[int], seq_len: int, rows_per_batch: int, seed: 
     return [rows[start : start + rows_per_batch] for start in range(0, len(rows), rows_per_batch)]
 
 
-def plan_run(lengths: Sequence[int], seq_len: int, rows_per_batch: int, seed: int, epochs: int) -> list[Batch]:
-    """All micro-batches of a run, epoch after epoch."""
-    return [batch for epoch in range(epochs) for batch in plan_epoch(lengths, seq_len, rows_per_batch, seed, epoch)]
-
-
 def collate(sessions: Sequence[TokenizedSession], batch: Batch, pad_id: int, flatten: bool = False) -> PackedBatch:
     """Concatenate each row's sessions, restart positions per session, pad rows to the longest.
 
@@ -139,10 +135,3 @@ def supervised_count(sessions: Sequence[TokenizedSession], batch: Batch) -> int:
         for index in row
         if len(sessions[index])
     )
-
-
-def fill_ratio(lengths: Sequence[int], batches: Sequence[Batch], seq_len: int) -> float:
-    """Real tokens over the row capacity spent on them (1.0 = no room left anywhere)."""
-    used = sum(lengths[index] for batch in batches for row in batch for index in row)
-    capacity = sum(max(seq_len, sum(lengths[index] for index in row)) for batch in batches for row in batch)
-    return used / capacity if capacity else 1.0

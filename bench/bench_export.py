@@ -73,8 +73,8 @@ def _high_water_mb(pid: int) -> float:
 def quant_table(run_dir: Path, scratch: Path, sessions_limit: int, max_tokens: int) -> None:
     import gc
 
+    from training.export import ExportConfig, export
     from training.export.merge import load_trained
-    from training.export.pipeline import ExportConfig, export
     from training.export.quantize import QUANTS, quantize
     from training.export.run import load_run
     from training.export.verify import encode_sessions, hf_predictions, quant_cost, validation_texts, verify_f16

@@ -14,7 +14,6 @@ import pytest
 
 from doppel.paths import ENV_VAR
 
-
 # Fixtures that build a real model: any test depending on one, however indirectly, is slow.
 MODEL_FIXTURES = frozenset({"smollm2_home", "plain_base_dir"})
 

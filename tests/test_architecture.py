@@ -60,6 +60,15 @@ def test_no_import_crosses_a_line_and_no_private_name_leaves_its_module(path: Pa
             assert not any(part.startswith("_") and part != "__init__" for part in module.split(".")), relative
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "tests").rglob("*.py")), ids=lambda path: str(path.relative_to(ROOT)))
+def test_tests_use_only_what_the_packages_offer(path: Path) -> None:
+    package = ".".join(path.relative_to(ROOT).parts[:-1])
+    for module, names in imports_of(path.read_text(encoding="utf-8"), package):
+        if module.split(".")[0] in PACKAGES:
+            private = [name for name in names if name.startswith("_") and not name.startswith("__")]
+            assert not private, f"{path.relative_to(ROOT)} imports private {private} from {module}"
+
+
 def test_the_runtime_and_the_command_line_load_no_torch() -> None:
     """A server that only answers messages installs without the training stack, so it must never import it."""
     code = (

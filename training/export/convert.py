@@ -58,6 +58,11 @@ class ConverterSources:
     root: Path
 
     @property
+    def name(self) -> str:
+        """How a GGUF's ``doppel.converter`` key names these converters: ``llama-cpp-python 0.3.36``."""
+        return f"{DISTRIBUTION} {self.version}"
+
+    @property
     def gguf_py(self) -> Path:
         return self.root / "gguf-py"
 
@@ -121,7 +126,7 @@ def extract_sources(sdist: Path, target: Path, version: str) -> None:
     try:
         with tarfile.open(sdist, "r:gz") as archive:
             for member in archive:
-                relative = _wanted(member.name)
+                relative = extracted_path(member.name)
                 if relative is None or not member.isfile():
                     continue
                 destination = scratch.joinpath(*relative.parts)
@@ -143,6 +148,19 @@ def extract_sources(sdist: Path, target: Path, version: str) -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("llama.cpp %s converters ready in %s (%d files)", version, target, written)
+
+
+def extracted_path(name: str) -> PurePosixPath | None:
+    """Where the sdist member ``name`` goes in the extracted copy; None for a member the converters do not need."""
+    parts = PurePosixPath(name).parts
+    vendor = PurePosixPath(_VENDOR).parts
+    if len(parts) < 2 + len(vendor) or parts[1 : 1 + len(vendor)] != vendor or ".." in parts:
+        return None
+    relative = PurePosixPath(*parts[1 + len(vendor) :])
+    text = relative.as_posix()
+    if text in _WANTED_FILES or any(text.startswith(prefix) for prefix in _WANTED_DIRS):
+        return relative
+    return None
 
 
 def check_architecture(sources: ConverterSources, hf_dir: Path) -> str:
@@ -225,19 +243,6 @@ def _run(sources: ConverterSources, arguments: list[str]) -> None:
 def _check_written(outfile: Path, script: str) -> None:
     if not outfile.is_file() or outfile.stat().st_size == 0:
         raise ConversionError(f"{script} reported success but wrote no {outfile.name}")
-
-
-def _wanted(name: str) -> PurePosixPath | None:
-    """The path inside the extracted copy for a wanted sdist member, else None."""
-    parts = PurePosixPath(name).parts
-    vendor = PurePosixPath(_VENDOR).parts
-    if len(parts) < 2 + len(vendor) or parts[1 : 1 + len(vendor)] != vendor or ".." in parts:
-        return None
-    relative = PurePosixPath(*parts[1 + len(vendor) :])
-    text = relative.as_posix()
-    if text in _WANTED_FILES or any(text.startswith(prefix) for prefix in _WANTED_DIRS):
-        return relative
-    return None
 
 
 def _local_sdist(version: str) -> Path | None:

@@ -1,11 +1,14 @@
 """The trained model as transformers sees it: the base with the LoRA merged in, or the fully fine-tuned weights.
 
 This is the reference the GGUF file is checked against, and (for LoRA) the checkpoint it is converted from.
-Library only; :mod:`training.export.pipeline` uses it.
+Library only; the export's steps (:mod:`training.export.job`) use it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import logging
 import warnings
 from pathlib import Path
@@ -64,3 +67,11 @@ def save_merged(model: Any, tokenizer: Any, target: Path) -> None:
     """Write the merged model + tokenizer as a plain HF checkpoint for llama.cpp's converter."""
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+
+
+def release_memory() -> None:
+    """Collect, then hand freed heap back to the OS: glibc keeps it otherwise, and the converter subprocess
+    and llama.cpp's mapping of the f16 file would come on top of a model that is gone."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

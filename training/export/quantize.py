@@ -1,7 +1,7 @@
 """Quantize an f16 GGUF through llama-cpp-python's C API (``llama_model_quantize``): no llama.cpp binary needed.
 
 llama.cpp copies every metadata key of the source into the quantized file, doppel's included. Library only;
-:mod:`training.export.pipeline` uses it.
+:mod:`training.export.job` uses it.
 """
 
 from __future__ import annotations

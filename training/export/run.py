@@ -1,13 +1,14 @@
-"""Read and check a run directory for export, and build the GGUF metadata it carries forward.
+"""Read and check a run directory for export, and build the GGUF metadata and file names it carries forward.
 
 A run directory (``doppel-run/1``, written by ``doppel train``; see :mod:`doppel.formats.run_dir`) must be
 finished and complete before export starts: every missing or damaged piece is an :class:`InputError` that
-names it, raised before anything heavy runs. Library only; :mod:`training.export.pipeline` uses it.
+names it, raised before anything heavy runs. Library only; :func:`training.export.pipeline.export` starts with it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from doppel.errors import InputError
 from doppel.formats.gguf_metadata import FORMAT
 from doppel.formats.run_dir import RUN_FORMAT, RunDir
 
+GGUF_SUFFIX = ".gguf"
 ADAPTER_METHODS = ("lora", "qlora")
 METHODS = (*ADAPTER_METHODS, "full")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -232,3 +234,15 @@ def base_checkpoint(run: ExportableRun) -> Path:
             f"(sha256 {resolved.sha256[:12]}…, the run says {base['sha256'][:12]}…)"
         )
     return resolved.hf_dir
+
+
+def base_name(run: ExportableRun) -> str:
+    """A file-name-safe short name of the base (``SmolLM2-135M-Instruct.Q4_1``, ``Qwen2.5-7B-Instruct``)."""
+    name = Path(run.base["source"].rstrip("/")).name
+    name = name[: -len(GGUF_SUFFIX)] if name.lower().endswith(GGUF_SUFFIX) else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "base"
+
+
+def base_file_name(run: ExportableRun, quant: str) -> str:
+    """``base-<name>-<hash>.<quant>.gguf``: one per base, quantization and identity, shared by adapters."""
+    return f"base-{base_name(run)}-{run.base['sha256'][:8]}.{quant}{GGUF_SUFFIX}"

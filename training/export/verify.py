@@ -30,6 +30,7 @@ import numpy as np
 
 from doppel.llama_loader import open_llama
 from doppel.system import usable_cpus
+from training.export.settings import DEFAULT_MAX_TOKENS, DEFAULT_SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,10 @@ MIN_TOP1_AGREEMENT = 0.99
 TIE_MARGIN = 0.05
 """Nats. Where the reference's top two tokens are closer than this, f16 rounding may swap them: such a swap
 counts as a near-tie, not a disagreement (about 1 position in 300 on SmolLM2)."""
-DEFAULT_SESSIONS = 8
 COSTLY_PERPLEXITY_CHANGE = 0.20
 """A quantization that raises perplexity by more than this earns a warning. On small models whose widths are not
 multiples of 256 llama.cpp swaps k-quants for older types, and the result can be far worse than the name suggests
 (SmolLM2-135M: q5_k_m +48%, q4_k_m +5%)."""
-DEFAULT_MAX_TOKENS = 384
 
 
 class VerificationError(RuntimeError):

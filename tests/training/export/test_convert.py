@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from doppel.errors import InputError
-from training.export.convert import SDIST_ENV, _wanted, ensure_sources, extract_sources, installed_version
+from training.export.convert import SDIST_ENV, ensure_sources, extract_sources, extracted_path, installed_version
 
 
 def test_sources_match_the_installed_llama_cpp_python(smollm2_env: Path) -> None:
+    """What ``ensure_sources`` fetched and extracted (once per machine and version of convert.py, see
+    ``conftest.machine_converters``) is all the export needs, and it finds it in the data directory's cache."""
     sources = ensure_sources()
     assert sources.version == importlib.metadata.version("llama-cpp-python").split("+")[0] == installed_version()
     assert sources.root == smollm2_env / "cache" / f"llama-cpp-{sources.version}"
@@ -41,13 +43,13 @@ def test_sources_match_the_installed_llama_cpp_python(smollm2_env: Path) -> None
 
 def test_only_the_converter_files_are_taken_from_the_sdist() -> None:
     prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
-    assert str(_wanted(prefix + "convert_hf_to_gguf.py")) == "convert_hf_to_gguf.py"
-    assert str(_wanted(prefix + "conversion/llama.py")) == "conversion/llama.py"
-    assert str(_wanted(prefix + "gguf-py/gguf/gguf_writer.py")) == "gguf-py/gguf/gguf_writer.py"
-    assert _wanted(prefix + "gguf-py/tests/test_quants.py") is None
-    assert _wanted(prefix + "src/llama.cpp") is None
-    assert _wanted(prefix + "conversion/../../../etc/passwd") is None
-    assert _wanted("llama_cpp_python-0.3.36/llama_cpp/llama.py") is None
+    assert str(extracted_path(prefix + "convert_hf_to_gguf.py")) == "convert_hf_to_gguf.py"
+    assert str(extracted_path(prefix + "conversion/llama.py")) == "conversion/llama.py"
+    assert str(extracted_path(prefix + "gguf-py/gguf/gguf_writer.py")) == "gguf-py/gguf/gguf_writer.py"
+    assert extracted_path(prefix + "gguf-py/tests/test_quants.py") is None
+    assert extracted_path(prefix + "src/llama.cpp") is None
+    assert extracted_path(prefix + "conversion/../../../etc/passwd") is None
+    assert extracted_path("llama_cpp_python-0.3.36/llama_cpp/llama.py") is None
 
 
 def test_an_sdist_without_converters_is_refused(tmp_path: Path) -> None:

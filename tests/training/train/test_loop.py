@@ -21,6 +21,7 @@ from doppel.chatml import IM_END, IM_START
 from doppel.cli import main
 from doppel.formats.dataset import load_prepared
 from doppel.formats.run_dir import RUN_FORMAT
+from tests.helpers.cli import assert_one_line_error, run_cli
 from tests.helpers.datasets import FRIENDS, OWNER, make_session
 from training.train.base_model import DEFAULT_BASE, file_sha256, packaged_file
 from training.train.config import TrainConfig
@@ -238,29 +239,15 @@ def test_added_chat_tokens_travel_in_the_adapter(plain_base_dir: Path, tiny_data
 # Bad input: one line on stderr, exit code 2 ----------------------------------------------------------------
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    capsys.readouterr()  # drop what fixtures printed (progress bars of dataset writing)
-    code = main(["train", *argv])
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2
-    assert len(lines) == 1, err
-    assert lines[0].startswith("doppel train: error: ")
-    assert fragment in lines[0]
-
-
 def test_missing_and_foreign_dataset_directories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = ["--out", str(tmp_path / "run")]
-    assert_one_line_error(*run_cli([str(tmp_path / "nope"), *out], capsys), "no such dataset directory")
+    assert_one_line_error(run_cli("train", [str(tmp_path / "nope"), *out], capsys), "no such dataset directory")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("hello", encoding="utf-8")
-    assert_one_line_error(*run_cli([str(foreign), *out], capsys), "not a doppel dataset")
+    assert_one_line_error(run_cli("train", [str(foreign), *out], capsys), "not a doppel dataset")
     (foreign / "manifest.json").write_text(json.dumps({"format": "something-else/2"}), encoding="utf-8")
-    assert_one_line_error(*run_cli([str(foreign), *out], capsys), "not a doppel-dataset/1 manifest")
+    assert_one_line_error(run_cli("train", [str(foreign), *out], capsys), "not a doppel-dataset/1 manifest")
     assert not (tmp_path / "run").exists()
 
 
@@ -268,7 +255,7 @@ def test_unknown_base(
     smollm2_env: Path, tiny_dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [str(tiny_dataset_dir), "--out", str(tmp_path / "run"), "--base"]
-    assert_one_line_error(*run_cli([*argv, str(tmp_path / "missing.gguf")], capsys), "no such file")
+    assert_one_line_error(run_cli("train", [*argv, str(tmp_path / "missing.gguf")], capsys), "no such file")
     assert not (tmp_path / "run").exists()
 
 
@@ -278,8 +265,8 @@ def test_owner_who_never_speaks(
     rng = random.Random(5)
     friends_only = [make_session(rng, speakers=FRIENDS) for _ in range(4)]
     dataset = train_dataset_factory(train=friends_only, validation=friends_only[:1])
-    code, err = run_cli([str(dataset), "--out", str(tmp_path / "run")], capsys)
-    assert_one_line_error(code, err, f"the owner '{OWNER}' never speaks")
+    result = run_cli("train", [str(dataset), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(result, f"the owner '{OWNER}' never speaks")
 
 
 @pytest.mark.parametrize(
@@ -297,8 +284,8 @@ def test_personas_that_do_not_exist_or_never_speak(
     rng = random.Random(6)
     sessions = [make_session(rng) for _ in range(4)]
     dataset = train_dataset_factory(train=sessions, validation=sessions[:1], speakers=(OWNER, *FRIENDS, "Silent"))
-    code, err = run_cli([str(dataset), "--out", str(tmp_path / "run"), "--loss-scope", scope], capsys)
-    assert_one_line_error(code, err, fragment)
+    result = run_cli("train", [str(dataset), "--out", str(tmp_path / "run"), "--loss-scope", scope], capsys)
+    assert_one_line_error(result, fragment)
 
 
 def test_too_little_memory_for_the_method(
@@ -306,18 +293,18 @@ def test_too_little_memory_for_the_method(
 ) -> None:
     argv = [str(tiny_dataset_dir), "--out", str(tmp_path / "run"), "--max-memory-gb", "1.5"]
     # LoRA of 135M parameters at 256 tokens fits in 1.5 GiB by the estimate; full fine-tuning does not.
-    code, err = run_cli([*argv, "--method", "full", "--seq-len", "256"], capsys)
-    assert_one_line_error(code, err, "--method full needs ~")
-    assert "try --method lora" in err
-    code, err = run_cli([*argv, "--seq-len", "8192"], capsys)
-    assert_one_line_error(code, err, "--method lora needs ~")
+    result = run_cli("train", [*argv, "--method", "full", "--seq-len", "256"], capsys)
+    assert_one_line_error(result, "--method full needs ~")
+    assert "try --method lora" in result.err
+    result = run_cli("train", [*argv, "--seq-len", "8192"], capsys)
+    assert_one_line_error(result, "--method lora needs ~")
     assert not (tmp_path / "run").exists()
 
 
 def test_qlora_needs_a_gpu(tiny_dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not torch.cuda.is_available()
-    code, err = run_cli([str(tiny_dataset_dir), "--out", str(tmp_path / "run"), "--method", "qlora"], capsys)
-    assert_one_line_error(code, err, "--method qlora needs a CUDA GPU")
+    result = run_cli("train", [str(tiny_dataset_dir), "--out", str(tmp_path / "run"), "--method", "qlora"], capsys)
+    assert_one_line_error(result, "--method qlora needs a CUDA GPU")
 
 
 def test_existing_run_needs_resume_and_resume_keeps_settings(
@@ -327,13 +314,13 @@ def test_existing_run_needs_resume_and_resume_keeps_settings(
     run.mkdir()
     (run / "something").write_text("x", encoding="utf-8")
     base_argv = [str(tiny_dataset_dir), "--out", str(run)]
-    assert_one_line_error(*run_cli(base_argv, capsys), "already exists and is not empty")
-    assert_one_line_error(*run_cli([*base_argv, "--resume"], capsys), "no run to resume here")
+    assert_one_line_error(run_cli("train", base_argv, capsys), "already exists and is not empty")
+    assert_one_line_error(run_cli("train", [*base_argv, "--resume"], capsys), "no run to resume here")
 
     saved = TrainConfig(dataset=tiny_dataset_dir, out=run, seq_len=300).resolved()
     (run / "config.yaml").write_text(saved.to_yaml(), encoding="utf-8")
     (run / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "finished": False}), encoding="utf-8")
-    code, err = run_cli([*base_argv, "--resume", "--seq-len", "512", "--seed", "3"], capsys)
-    assert_one_line_error(code, err, "--seq-len (300 in the run, 512 now), --seed (0 in the run, 3 now)")
-    assert_one_line_error(*run_cli([*base_argv, "--resume"], capsys), "no checkpoint to resume from")
+    result = run_cli("train", [*base_argv, "--resume", "--seq-len", "512", "--seed", "3"], capsys)
+    assert_one_line_error(result, "--seq-len (300 in the run, 512 now), --seed (0 in the run, 3 now)")
+    assert_one_line_error(run_cli("train", [*base_argv, "--resume"], capsys), "no checkpoint to resume from")
     assert yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["seq_len"] == 300

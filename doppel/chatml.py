@@ -7,8 +7,9 @@ A turn is one speaker's burst of consecutive messages, each on its own ``>>> `` 
     >>> are you coming tonight?<|im_end|>
 
 A message that itself spans several lines keeps its inner newlines; only a message's first line carries
-the ``>>> `` marker. Speaker names are the roles. Any change here changes every stage at once, which is
-the point: the trainer's loss mask, the evaluator and the bot's prompt builder all call these functions.
+the ``>>> `` marker, and :func:`neutralise` turns a ``>>> `` that the text itself starts a line with into a
+look-alike, so a message always reads back as one message. Speaker names are the roles. Any change here
+changes every stage at once, which is the point: the trainer's loss mask, the evaluator and the bot's prompt builder all call these functions.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ TURN_SEPARATOR = "\n"
 # plus the sentencepiece-style sentence markers. Text that contains them could forge a turn or end one.
 _CONTROL_TOKEN = re.compile(r"<\|([^<>|\n]{0,48})\|>|</?s>")
 _FULLWIDTH_BAR = "\uff5c"  # "｜": reads the same to a person, never matches a tokenizer's special token.
+# A line of the text itself that starts like a message would split the message in two when read back.
+# (An empty message, a bare ">>>" line, would read back as one too.)
+_PREFIX_AT_LINE_START = re.compile(r"^>>>(?: |$)", re.MULTILINE)
+PREFIX_LOOKALIKE = ">>>\u00a0"  # a no-break space: reads the same, never matches MESSAGE_PREFIX
 
 
 def neutralise(text: str) -> str:
-    """Make control tokens inert: ``<|im_end|>`` becomes ``<｜im_end｜>``, ``</s>`` becomes ``<∕s>``."""
-    if "<" not in text:
-        return text
-    return _CONTROL_TOKEN.sub(_defuse, text)
+    """Make text inert inside ChatML: control tokens (``<|im_end|>`` becomes ``<｜im_end｜>``, ``</s>``
+    becomes ``<∕s>``) and line starts that look like a message's (``>>> `` becomes ``>>>`` and a no-break space).
+    """
+    if "<" in text:
+        text = _CONTROL_TOKEN.sub(_defuse, text)
+    if ">>>" in text:
+        text = _PREFIX_AT_LINE_START.sub(PREFIX_LOOKALIKE, text)
+    return text
 
 
 def _defuse(match: re.Match[str]) -> str:

@@ -2,8 +2,9 @@
 
 The expected fingerprints in ``tests/data/prepare_fingerprints.json`` were recorded before the code moved into its
 per-stage packages (issue 9). Every byte of each split's Arrow file, each split's ``datasets`` fingerprint and the
-manifest (without the output path, which is the test's own) must stay what they were. A deliberate change of the
-output format re-records them::
+manifest (without the output path, which is the test's own) must stay what they were. They were re-recorded once
+since, deliberately, when the dataset format became ``doppel-dataset/2`` (message lines that start like ``>>> `` are
+neutralised): only the manifest's ``format`` changed, no byte of the data. A deliberate change re-records them::
 
     DOPPEL_RECORD_GOLDEN=1 .venv/bin/python -m pytest tests/test_behaviour_unchanged.py
 """

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = "manifest.json"
 REPORT_NAME = "report.txt"
-DATASET_FORMAT = "doppel-dataset/1"
+DATASET_FORMAT = "doppel-dataset/2"
+# /1: written before message text starting a line with ">>> " was neutralised (doppel.chatml.neutralise); such a
+# line reads back as a message of its own there. Everything else is the same, so both load.
+READABLE_FORMATS = ("doppel-dataset/1", DATASET_FORMAT)
 SPLITS = ("train", "validation")
 
 
@@ -105,8 +108,8 @@ def load_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{manifest_path}: unreadable manifest ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
-        raise InputError(f"{manifest_path}: not a {DATASET_FORMAT} manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") not in READABLE_FORMATS:
+        raise InputError(f"{manifest_path}: not a doppel dataset manifest ({' or '.join(READABLE_FORMATS)})")
     return manifest
 
 

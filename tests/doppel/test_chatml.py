@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from doppel.chatml import (
@@ -71,3 +71,18 @@ def test_the_byte_rendering_is_the_text_rendering_encoded(speaker: str, messages
     encoded = [message.encode("utf-8", "surrogatepass") for message in messages]
     expected = render_turn(speaker, messages).encode("utf-8", "surrogatepass")
     assert render_encoded_turn(header, encoded) == expected
+
+
+def test_a_line_that_looks_like_a_message_stays_inside_its_message() -> None:
+    text = neutralise("look:\n>>> quoted reply\n>>>not this")
+    assert text == "look:\n>>>\u00a0quoted reply\n>>>not this"
+    assert split_messages(turn_body([text, "next"])) == [text, "next"]
+    assert neutralise(">>> at the start") == ">>>\u00a0at the start"
+    assert split_messages(turn_body([neutralise("an empty line:\n>>>")])) == ["an empty line:\n>>>\u00a0"]
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from(["a", " ", "\n", ">", "<", "|"]), max_size=20), max_size=4))
+@example(["a\n>>>"])
+def test_neutralised_messages_always_read_back_as_the_same_messages(messages: list[str]) -> None:
+    clean = [neutralise(message) for message in messages if neutralise(message).strip()]
+    assert split_messages(turn_body(clean)) == clean

@@ -29,8 +29,9 @@ from training.telegram.messages import Drop, Message, normalise
 from training.telegram.stream import ChatHeader, ExportStream, RawMessage
 
 Row = tuple[int, int, str, str, str]  # a clean message: id, date, speaker id, speaker name, text
-_SCRUB_SUSPECT = re.compile(r"[\d@<]")
-_NEUTRALISE_SUSPECT = re.compile(r"<")
+# Text without these needs neither scrubbing nor neutralising (see doppel.chatml.neutralise): one search decides.
+_SCRUB_SUSPECT = re.compile(r"[\d@<]|>>>")
+_NEUTRALISE_SUSPECT = re.compile(r"<|>>>")
 
 
 @dataclass(frozen=True, slots=True)

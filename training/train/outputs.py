@@ -19,6 +19,7 @@ from doppel.formats.run_dir import RunDir, fresh_directory, publish_directory
 from training.train.base_model import ResolvedBase
 from training.train.checkpoints import TrainerState
 from training.train.config import TrainConfig
+from training.train.plots import plot_loss
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -81,4 +82,8 @@ def finish_run_dir(run: RunDir, record: RunRecord, state: TrainerState) -> None:
     """Mark ``run.json`` finished and draw ``loss.png`` from the metrics."""
     record.write(run, state, finished=True)
     config = record.config
-    run.plot_loss(f"doppel train: {config.method}, {Path(record.base.source).name}, scope {config.loss_scope}")
+    plot_loss(
+        run.read_metrics(),
+        run.loss_png,
+        f"doppel train: {config.method}, {Path(record.base.source).name}, scope {config.loss_scope}",
+    )

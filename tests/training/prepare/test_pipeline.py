@@ -261,7 +261,7 @@ def test_the_manifest_describes_the_run(tmp_path: Path) -> None:
     _, manifest = run(tmp_path, full_export([chat(10, "Anna", dialogue(conversation(0) + conversation(1)))]))
     import hashlib
 
-    assert manifest["format"] == "doppel-dataset/1" and manifest["program"]["name"] == "doppel"
+    assert manifest["format"] == "doppel-dataset/2" and manifest["program"]["name"] == "doppel"
     assert manifest["source"]["sha256"] == hashlib.sha256((tmp_path / "result.json").read_bytes()).hexdigest()
     assert manifest["settings"]["session_gap"] == 1800 and manifest["settings"]["max_tokens"] == 1024
     assert manifest["settings"]["scrub"] is True and manifest["settings"]["exports"] == ["result.json"]

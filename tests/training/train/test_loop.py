@@ -247,7 +247,10 @@ def test_missing_and_foreign_dataset_directories(tmp_path: Path, capsys: pytest.
     (foreign / "notes.txt").write_text("hello", encoding="utf-8")
     assert_one_line_error(run_cli("train", [str(foreign), *out], capsys), "not a doppel dataset")
     (foreign / "manifest.json").write_text(json.dumps({"format": "something-else/2"}), encoding="utf-8")
-    assert_one_line_error(run_cli("train", [str(foreign), *out], capsys), "not a doppel-dataset/1 manifest")
+    assert_one_line_error(
+        run_cli("train", [str(foreign), *out], capsys),
+        "not a doppel dataset manifest (doppel-dataset/1 or doppel-dataset/2)",
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -9,7 +9,8 @@ A turn is one speaker's burst of consecutive messages, each on its own ``>>> `` 
 A message that itself spans several lines keeps its inner newlines; only a message's first line carries
 the ``>>> `` marker, and :func:`neutralise` turns a ``>>> `` that the text itself starts a line with into a
 look-alike, so a message always reads back as one message. Speaker names are the roles. Any change here
-changes every stage at once, which is the point: the trainer's loss mask, the evaluator and the bot's prompt builder all call these functions.
+changes every stage at once, which is the point: the trainer's loss mask, the evaluator and the bot's prompt
+builder all call these functions.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ STAGE_MODULES = {
     "prepare": "training.prepare.cli",
     "train": "training.train.cli",
     "export": "training.export.cli",
+    "chat": "serving.chat.cli",
 }
 
 

@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # llama-cpp-python compiles llama.cpp on install; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install demo test test-fast lint bench bench-prepare bench-train bench-export clean
+.PHONY: install demo test test-fast lint bench bench-prepare bench-train bench-export bench-engine clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: install
 	rm -rf $(DEMO_DIR)/run
 	$(VENV)/bin/doppel train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --config configs/train/cpu-demo.yaml
 	$(VENV)/bin/doppel export $(DEMO_DIR)/run --out $(DEMO_DIR)/model.gguf
+	# A short scripted exchange with the demo model: a message a line in, a reply message a line out.
+	printf 'hey, are you free tonight?\nlunch tomorrow then?\n' | $(VENV)/bin/doppel chat $(DEMO_DIR)/model.gguf --seed 7
+	# On a terminal, the interactive chat opens (Ctrl-D or /quit leaves).
+	if [ -t 0 ] && [ -t 1 ]; then $(VENV)/bin/doppel chat $(DEMO_DIR)/model.gguf; fi
 
 lint: install
 	$(PY) -m ruff check .
@@ -53,7 +57,11 @@ bench-train: install
 bench-export: install
 	$(PY) bench/bench_export.py
 
-bench: bench-prepare bench-train bench-export
+# The reply engine against raw llama-cpp-python (uses the demo model when `make demo` made one).
+bench-engine: install
+	$(PY) bench/bench_engine.py
+
+bench: bench-prepare bench-train bench-export bench-engine
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

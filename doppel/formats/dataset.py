@@ -10,11 +10,18 @@
 Each row: ``session_id``, ``chat_id``, ``chat_type``, ``start``/``end`` (unix seconds), ``window``
 (0 for an unsplit session), ``turns`` (a list of ``{speaker, messages}``), ``text`` (the ChatML
 rendering of the turns) and ``n_tokens`` (the estimate used for windowing).
+
+The runtime reads a split without the ``datasets`` package (which it does not install), straight from the
+Arrow files that ``DIR/<split>/state.json`` lists::
+
+    for row in iter_split_rows(Path("dataset"), "train", columns=("session_id", "turns")):
+        ...
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,10 @@ DATASET_FORMAT = "doppel-dataset/2"
 # line reads back as a message of its own there. Everything else is the same, so both load.
 READABLE_FORMATS = ("doppel-dataset/1", DATASET_FORMAT)
 SPLITS = ("train", "validation")
+STATE_NAME = "state.json"  # datasets' per-split state: the data files and the content fingerprint
+# What pyarrow writes when a stream is closed properly; a file cut off between two batches reads without an
+# error up to the cut, so the marker is the only sign that rows are missing.
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 def _value(dtype: str) -> dict[str, str]:
@@ -126,3 +137,78 @@ def load_prepared(path: str | Path) -> PreparedDataset:
     if not isinstance(splits, datasets.DatasetDict) or set(splits) != set(SPLITS):
         raise InputError(f"{path}: expected the splits {', '.join(SPLITS)}")
     return PreparedDataset(path=path, splits=splits, manifest=manifest)
+
+
+def split_state(path: Path, split: str) -> dict[str, Any]:
+    """``DIR/<split>/state.json``, checked: it lists the split's Arrow files and has a content fingerprint."""
+    state_path = path / split / STATE_NAME
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{state_path}: the {split} split is missing (prepare the dataset again)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{state_path}: unreadable split state ({_one_line(error)})") from None
+    files = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(files, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("filename"), str) for entry in files
+    ):
+        raise InputError(f"{state_path}: damaged split state (no list of data files)")
+    if not isinstance(state.get("_fingerprint"), str):
+        raise InputError(f"{state_path}: damaged split state (no fingerprint)")
+    return state
+
+
+def split_fingerprint(path: Path, split: str) -> str:
+    """The split's content fingerprint: it changes whenever a row's id or text does."""
+    return str(split_state(path, split)["_fingerprint"])
+
+
+def iter_split_rows(path: Path, split: str, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of one split in order, as ``datasets.load_from_disk(path)[split]`` gives them, one batch in memory.
+
+    ``columns`` limits each row to those columns (all by default). Only pyarrow: ``datasets`` is not needed. A
+    missing or damaged split (state or data file) is an :class:`InputError` naming the file, raised when the
+    damage is reached.
+    """
+    directory = path / split
+    for entry in split_state(path, split)["_data_files"]:
+        yield from _file_rows(directory / entry["filename"], columns)
+
+
+def _file_rows(file: Path, columns: Sequence[str] | None) -> Iterator[dict[str, Any]]:
+    # `datasets` writes (and `doppel prepare` imitates) Arrow IPC *stream* files, not the random-access format.
+    try:
+        source = pa.memory_map(str(file))
+    except FileNotFoundError:
+        raise InputError(f"{file}: the data file is missing (prepare the dataset again)") from None
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"{file}: unreadable data file ({_one_line(error)})") from None
+    with source:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (OSError, pa.ArrowException) as error:
+            raise InputError(f"{file}: damaged data file ({_one_line(error)})") from None
+        selected = list(columns) if columns is not None else None
+        if selected is not None:
+            missing = [name for name in selected if name not in reader.schema.names]
+            if missing:
+                raise InputError(f"{file}: damaged data file (no column {', '.join(missing)})")
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowException) as error:
+                raise InputError(f"{file}: damaged data file ({_one_line(error)})") from None
+            if selected is not None:
+                batch = batch.select(selected)
+            yield from batch.to_pylist()
+        size = source.size()
+        source.seek(max(size - len(_END_OF_STREAM), 0))
+        if source.read(len(_END_OF_STREAM)) != _END_OF_STREAM:
+            raise InputError(f"{file}: damaged data file (it ends before the end of the stream)")
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's text on one line: pyarrow's can span several, and a bad input is reported in one."""
+    return " ".join(str(error).split()) or type(error).__name__

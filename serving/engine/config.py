@@ -44,7 +44,9 @@ class EngineConfig(StageSettings):
         "auto: only for a model without doppel fine-tuning",
     )
     memory_examples: int = Field(3, ge=0, le=20, description="how many past exchanges memory adds")
-    context_size: int = Field(2048, ge=256, description="tokens of one chat's prompt and reply together")
+    context_size: int = Field(
+        1024, ge=256, description="tokens of one chat's prompt and reply together (prepare's training windows are 1024)"
+    )
     chats: int = Field(4, ge=1, le=64, description="chats whose KV cache is kept (each costs one context's cache)")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the usable cores)")
     temperature: float = Field(0.8, ge=0, description="0: greedy and deterministic")

@@ -139,9 +139,10 @@ class LlamaBackend:
         """Token count of each chat whose sequence is kept, most recently used last."""
         return {chat_id: len(sequence.tokens) for chat_id, sequence in self._chats.items()}
 
-    def bytes_per_cached_chat(self) -> int:
-        """KV bytes one chat's sequence holds at most (its share of the context's cache)."""
-        return int(self._api.llama_state_seq_get_size(self._context, 0)) if self._chats else 0
+    def cached_bytes(self, chat_id: str) -> int:
+        """Bytes of state (its KV cache) a cached chat holds now; 0 when it holds none."""
+        sequence = self._chats.get(chat_id)
+        return int(self._api.llama_state_seq_get_size(self._context, sequence.seq_id)) if sequence else 0
 
     # -- internals ---------------------------------------------------------------------------------------
 

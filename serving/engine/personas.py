@@ -87,6 +87,8 @@ def load_personas(model: Path | None, manifest: Mapping[str, Any] | None, datase
             return PersonaList.from_gguf_metadata(metadata, str(model))
     if manifest is not None:
         return PersonaList.from_manifest(manifest, str(dataset))
+    if model is None:
+        raise InputError("with --engine-url, give --dataset DIR (or the MODEL.gguf the server runs) for the personas")
     raise InputError(
         f"{model}: has no doppel metadata (not exported by `doppel export`), so it names no personas; "
         "give --dataset DIR to play the people of a prepared dataset"

@@ -13,6 +13,7 @@ from serving.engine.engine import Engine
 from serving.engine.personas import PersonaList
 from tests.helpers.cli import assert_one_line_error, run_cli
 from tests.helpers.engines import ScriptedBackend
+from tests.helpers.fake_completions import serve_completions
 from tests.serving.conftest import PERSONAS
 
 GREEDY = ["--temperature", "0", "--max-tokens", "24", "--threads", "2", "--context-size", "512"]
@@ -52,6 +53,20 @@ def test_bad_input_is_one_line_and_exit_2(
     assert_one_line_error(run_cli("chat", [str(smollm2_gguf)], capsys), "has no doppel metadata")
     assert_one_line_error(run_cli("chat", [str(persona_gguf), "--persona", "Ana"], capsys), "unknown persona 'Ana' in ")
     assert_one_line_error(run_cli("chat", [str(persona_gguf), "--dataset", str(tmp_path)], capsys), "not a doppel")
+    assert_one_line_error(run_cli("chat", ["--engine-url", "http://127.0.0.1:9"], capsys), "give --dataset DIR")
+    assert_one_line_error(
+        run_cli("chat", [str(persona_gguf), "--engine-url", "http://127.0.0.1:9"], capsys),
+        "cannot reach the engine at http://127.0.0.1:9",
+    )
+
+
+def test_a_remote_engine_serves_the_chat(persona_gguf: Path, tmp_path: Path) -> None:
+    with serve_completions(deltas=[" sure", ", noon", "\n>>> ", "see you"]) as server:
+        done = chat([str(persona_gguf), "--engine-url", server.url, "--persona", "Anna"], "lunch?\n", tmp_path)
+        prompts = [body["prompt"] for body in server.bodies("/v1/completions")]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["sure, noon", "see you"]
+    assert prompts == ["<|im_start|>Olga\n>>> lunch?<|im_end|>\n<|im_start|>Anna\n>>>"]
 
 
 async def test_commands_switch_personas_and_forget_the_conversation() -> None:

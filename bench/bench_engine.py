@@ -14,6 +14,7 @@ machine hurts both alike; each figure is the median of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import statistics
 import sys
@@ -24,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from doppel.llama_loader import open_llama
 from doppel.paths import data_dir
+from serving.engine.engine import Engine
 from serving.engine.llama import LlamaBackend
+from serving.engine.personas import PersonaList
 from serving.engine.prompt import build_prompt
-from serving.engine.types import ChatTurn, Generation, Prompt, Sampling
+from serving.engine.types import ChatTurn, Generation, Prompt, ReplyRequest, Sampling
 
 LINES = [
     "hey, are you free tonight?",
@@ -81,22 +84,24 @@ def bench_raw(model: Path, backend: LlamaBackend, args: argparse.Namespace) -> t
     return statistics.median(engine_times), statistics.median(raw_times)
 
 
-def conversation_ttft(
-    backend: LlamaBackend, chat_ids: list[str], turns: int, sampling: Sampling, prompts: list[str] | None = None
+async def conversation_ttft(
+    engine: Engine, chat_ids: list[str], turns: int, prompts: list[str] | None = None
 ) -> dict[str, list[float]]:
-    """Each chat talks for ``turns`` turns, interleaved message by message; first-token time of each of its replies."""
+    """Each chat talks for ``turns`` turns through the engine, interleaved message by message; the first-token time
+    of each reply. Between messages the other side "types" for 50 ms, so the engine is idle as between real ones."""
     histories: dict[str, list[ChatTurn]] = {chat_id: [] for chat_id in chat_ids}
     ttft: dict[str, list[float]] = {chat_id: [] for chat_id in chat_ids}
     for turn in range(turns):
         for index, chat_id in enumerate(chat_ids):
             history = histories[chat_id]
             history.append(ChatTurn(PARTNER, (LINES[(turn + index) % len(LINES)],)))
-            prompt = prompt_for(backend, history, sampling)
+            request = ReplyRequest(chat_id, tuple(history), PERSONA, PARTNER)
             if prompts is not None:
-                prompts.append(prompt.text)
-            generation = generate(backend, chat_id, prompt, sampling)
-            ttft[chat_id].append(generation.timings.get("first_token", generation.timings["total"]))
-            history.append(ChatTurn(PERSONA, (generation.text.strip() or "ok",)))
+                prompts.append(engine.prompt_for(request)[0].text)
+            reply = await engine.reply(request)
+            ttft[chat_id].append(reply.generation.timings.get("first_token", reply.generation.timings["total"]))
+            history.append(ChatTurn(PERSONA, tuple(reply.messages) or ("ok",)))
+            await asyncio.sleep(0.05)
     return ttft
 
 
@@ -130,9 +135,10 @@ def main() -> int:
         f"-> {engine_s / raw_s:.2f}x (goal <= 1.10x)"
     )
 
-    sampling = Sampling(temperature=0, max_tokens=args.tokens)
+    personas = PersonaList.from_records([{"name": PERSONA, "is_owner": True}, {"name": PARTNER}], "bench")
+    engine = Engine(backend, personas, sampling=Sampling(temperature=0, max_tokens=args.tokens))
     prompts: list[str] = []
-    long = conversation_ttft(backend, ["long"], args.turns, sampling, prompts)["long"]
+    long = asyncio.run(conversation_ttft(engine, ["long"], args.turns, prompts))["long"]
     first, last = statistics.median(long[:3]), statistics.median(long[-3:])
     print(
         f"(b) first token at turn {args.turns}: {last * 1000:.0f} ms, at turn 1: {first * 1000:.0f} ms "
@@ -146,9 +152,9 @@ def main() -> int:
         f"{raw_last * 1000:.0f} ms, turn 1 {raw_first * 1000:.0f} ms -> {raw_last / raw_first:.2f}x"
     )
 
-    alone = conversation_ttft(backend, ["alone"], 12, sampling)["alone"]
+    alone = asyncio.run(conversation_ttft(engine, ["alone"], 12))["alone"]
     five_prompts: list[str] = []
-    five = conversation_ttft(backend, [f"chat-{i}" for i in range(5)], 12, sampling, five_prompts)
+    five = asyncio.run(conversation_ttft(engine, [f"chat-{i}" for i in range(5)], 12, five_prompts))
     alone_ms = statistics.median(alone[2:]) * 1000
     five_ms = statistics.median([t for times in five.values() for t in times[2:]]) * 1000
     print(
@@ -169,7 +175,7 @@ def main() -> int:
         f"({held / max(tokens, 1) / 1024:.1f} KB a token; a full {args.context}-token chat "
         f"{held / max(tokens, 1) * args.context / 1e6:.0f} MB)"
     )
-    backend.close()
+    asyncio.run(engine.aclose())
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from doppel.chatml import split_messages
 from serving.engine.personas import PersonaList
-from serving.engine.prompt import MARKER, build_prompt
+from serving.engine.prompt import MARKER, build_prompt, handoff_pieces
 from serving.engine.types import Backend, ChatTurn, Generation, Prompt, ReplyRequest, Sampling
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,17 @@ class Engine:
                 _settle(job, exception=error)
             else:
                 _settle(job, result=(generation, dropped))
+                self._prefetch(job.request, generation)
+
+    def _prefetch(self, request: ReplyRequest, generation: Generation) -> None:
+        """While nothing waits, let the backend compute what the other side's answer will start with."""
+        prefetch = getattr(self.backend, "prefetch", None)  # an optional part of the Backend protocol
+        if prefetch is None or generation.stop != "end" or not self._jobs.empty():
+            return
+        try:
+            prefetch(request.chat_id, handoff_pieces(request.partner))
+        except Exception as error:  # an optimisation only: the next prompt then decodes these tokens itself
+            log.debug("prefetch failed: %s", type(error).__name__)
 
 
 def _settle(job: _Job, *, result: Any = None, exception: BaseException | None = None) -> None:

@@ -120,6 +120,22 @@ class LlamaBackend:
         generation.prompt_tokens, generation.reused_tokens = len(ids), reused
         return generation
 
+    def prefetch(self, chat_id: str, pieces: tuple[PromptPiece, ...]) -> int:
+        """Decode ``pieces`` after what the chat's sequence holds now, before the next prompt asks for them.
+
+        The engine calls this while the chat is idle with what a reply is followed by when the other side
+        answers (the closing token, their header): the next prompt then finds those tokens cached. A prompt that
+        turns out different simply reuses less. Returns the tokens decoded (0 when the chat holds no sequence).
+        """
+        sequence = self._chats.get(chat_id)
+        if sequence is None or not sequence.tokens:
+            return 0
+        ids = [token for piece in pieces for token in self._tokenize(piece.text, piece.special)]
+        if len(sequence.tokens) + len(ids) >= self._context_size:
+            return 0
+        self._decode(sequence, ids, len(sequence.tokens))
+        return len(ids)
+
     def close(self) -> None:
         api = self._api
         if self._context:

@@ -43,6 +43,14 @@ def opening_pieces(persona: str) -> tuple[PromptPiece, ...]:
     return (PromptPiece(turn_header(persona), special=True), PromptPiece(MARKER, special=False))
 
 
+def handoff_pieces(partner: str) -> tuple[PromptPiece, ...]:
+    """What follows the persona's reply when the other side answers: the reply closed, ``partner``'s turn opened.
+
+    Known before the other side writes anything, so a backend can compute it while the chat is idle.
+    """
+    return (CLOSING, *opening_pieces(partner))
+
+
 def first_kept_turn(costs: Sequence[int], budget: int) -> int:
     """Index of the oldest turn the prompt keeps: replayed over the history, dropping blocks when over budget."""
     first, total = 0, 0

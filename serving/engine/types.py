@@ -109,3 +109,7 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# A backend may also offer ``prefetch(chat_id, pieces) -> int``: decode ``pieces`` into the chat's cached state
+# ahead of the next prompt (see serving.engine.llama.LlamaBackend.prefetch). The engine calls it when idle.

@@ -14,7 +14,7 @@ import pytest
 from serving.engine.engine import Engine, ReplacedError
 from serving.engine.llama import LlamaBackend
 from serving.engine.personas import PersonaList
-from serving.engine.types import ChatTurn, ReplyRequest, Sampling
+from serving.engine.types import ChatTurn, PromptPiece, ReplyRequest, Sampling
 from tests.helpers.engines import ScriptedBackend
 from tests.serving.conftest import PERSONAS
 
@@ -99,3 +99,22 @@ async def test_the_real_backend_streams_a_turn_through_the_engine(smollm2_gguf: 
         reply = await engine.reply(request("real"))
     assert reply.generation.text == streamed and reply.generation.reused_tokens > 0
     assert all("<|im_" not in message and message.strip() for message in reply.messages)
+
+
+class PrefetchingBackend(ScriptedBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefetched: list[tuple[str, str]] = []
+
+    def prefetch(self, chat_id: str, pieces: tuple[PromptPiece, ...]) -> int:
+        self.prefetched.append((chat_id, "".join(piece.text for piece in pieces)))
+        return len(pieces)
+
+
+async def test_an_idle_engine_prepares_what_the_other_side_will_start_with() -> None:
+    backend = PrefetchingBackend()
+    async with engine_over(backend) as engine:
+        await engine.reply(request("a"))
+        while not backend.prefetched:
+            await asyncio.sleep(0.001)
+    assert backend.prefetched == [("a", "<|im_end|>\n<|im_start|>Anna\n>>>")]

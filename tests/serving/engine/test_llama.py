@@ -109,3 +109,22 @@ def test_a_chat_evicted_from_the_cache_starts_fresh_and_answers_the_same(smollm2
         assert list(single.cached_chats()) == ["a"]
     finally:
         single.close()
+
+
+def test_what_follows_a_reply_is_computed_ahead_and_changes_no_answer(smollm2_gguf: Path) -> None:
+    from serving.engine.prompt import handoff_pieces
+
+    ahead = LlamaBackend(smollm2_gguf, context_size=512, chats=4, threads=2)
+    try:
+        turns = [ChatTurn("Anna", ("are you free tonight?",))]
+        text, _ = reply(ahead, "chat", turns)
+        decoded = ahead.prefetch("chat", handoff_pieces("Anna"))
+        assert decoded > 0 and ahead.prefetch("nobody", handoff_pieces("Anna")) == 0
+        turns += [ChatTurn("Olga", (text.strip(),)), ChatTurn("Anna", ("ok, when?",))]
+        prompt = prompt_of(turns, ahead)
+        generation = ahead.generate("chat", prompt, GREEDY, lambda _: None, lambda: False)
+        assert generation.text == reply(ahead, "fresh", turns)[0]
+        # Everything up to the new message was cached: the reply's ids, its closing and Anna's header.
+        assert generation.reused_tokens >= sum(ahead.count_tokens(piece) for piece in prompt.pieces[:-4])
+    finally:
+        ahead.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from doppel.chatml import IM_END, MESSAGE_PREFIX, TURN_SEPARATOR, turn_body, turn_header
+from doppel.chatml import IM_END, MESSAGE_PREFIX, TURN_SEPARATOR, neutralise, turn_body, turn_header
 from serving.engine.types import ChatTurn, Prompt, PromptPiece
 
 MARKER = MESSAGE_PREFIX.rstrip()  # ">>>": the reply's text starts with the space after it
@@ -27,11 +27,20 @@ CLOSING = PromptPiece(IM_END + TURN_SEPARATOR, special=True)
 KEEP_AFTER_TRIM = 0.5  # of the budget, when the oldest turns are dropped
 
 
+def speaker_role(name: str) -> str:
+    """A name as a turn header may hold it: control tokens inert, on one line (a name comes from users too)."""
+    return " ".join(neutralise(name).split()) or "?"
+
+
 def turn_pieces(speaker: str, messages: Sequence[str]) -> tuple[PromptPiece, ...]:
-    """One finished turn, as pieces that render to exactly :func:`doppel.chatml.render_turn`."""
-    body = turn_body(messages)
+    """One finished turn, as pieces that render to exactly :func:`doppel.chatml.render_turn`.
+
+    Message text is neutralised as prepare neutralises it for training: a line that starts like ``>>> `` stays
+    inside its message, and a control token typed by a user is only text.
+    """
+    body = turn_body([neutralise(message) for message in messages])
     return (
-        PromptPiece(turn_header(speaker), special=True),
+        PromptPiece(turn_header(speaker_role(speaker)), special=True),
         PromptPiece(MARKER, special=False),
         PromptPiece(body[len(MARKER) :], special=False),
         CLOSING,
@@ -40,7 +49,7 @@ def turn_pieces(speaker: str, messages: Sequence[str]) -> tuple[PromptPiece, ...
 
 def opening_pieces(persona: str) -> tuple[PromptPiece, ...]:
     """The persona's turn, opened: what the model continues."""
-    return (PromptPiece(turn_header(persona), special=True), PromptPiece(MARKER, special=False))
+    return (PromptPiece(turn_header(speaker_role(persona)), special=True), PromptPiece(MARKER, special=False))
 
 
 def handoff_pieces(partner: str) -> tuple[PromptPiece, ...]:

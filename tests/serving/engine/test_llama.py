@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.engine.engine import reply_messages
 from serving.engine.llama import LlamaBackend
 from serving.engine.prompt import CLOSING, build_prompt, turn_pieces
 from serving.engine.types import ChatTurn, Prompt, Sampling
@@ -78,7 +79,7 @@ def conversation(
         turns.append(ChatTurn("Anna", (LINES[(opener + step) % len(LINES)],)))
         text, reused = reply(backend, chat_id, turns)
         yield list(turns), text, reused
-        turns.append(ChatTurn("Olga", (text.strip() or "ok",)))
+        turns.append(ChatTurn("Olga", tuple(reply_messages(text, 6)) or ("ok",)))
 
 
 def test_a_reply_on_reused_state_equals_the_fresh_reply(backend: LlamaBackend) -> None:
@@ -120,7 +121,7 @@ def test_what_follows_a_reply_is_computed_ahead_and_changes_no_answer(smollm2_gg
         text, _ = reply(ahead, "chat", turns)
         decoded = ahead.prefetch("chat", handoff_pieces("Anna"))
         assert decoded > 0 and ahead.prefetch("nobody", handoff_pieces("Anna")) == 0
-        turns += [ChatTurn("Olga", (text.strip(),)), ChatTurn("Anna", ("ok, when?",))]
+        turns += [ChatTurn("Olga", tuple(reply_messages(text, 6))), ChatTurn("Anna", ("ok, when?",))]
         prompt = prompt_of(turns, ahead)
         generation = ahead.generate("chat", prompt, GREEDY, lambda _: None, lambda: False)
         assert generation.text == reply(ahead, "fresh", turns)[0]

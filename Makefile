@@ -43,7 +43,7 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The inner loop: everything but the tests marked slow (real training, export, conversion), in under a minute.
+# The inner loop: everything but the tests marked slow (real training, export, conversion, inference): < 1 min.
 test-fast: install
 	$(PY) -m pytest -m "not slow" -q
 

@@ -14,8 +14,8 @@ import pytest
 
 from doppel.paths import ENV_VAR
 
-# Fixtures that build a real model: any test depending on one, however indirectly, is slow.
-MODEL_FIXTURES = frozenset({"smollm2_home", "plain_base_dir"})
+# Fixtures that build or run a real model: any test depending on one, however indirectly, is slow.
+MODEL_FIXTURES = frozenset({"smollm2_home", "plain_base_dir", "smollm2_gguf"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

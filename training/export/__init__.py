@@ -3,7 +3,7 @@
 What it offers, imported on first use (importing the package, or its CLI, costs nothing heavy):
 
 - :func:`export` runs the stage (:mod:`training.export.pipeline`);
-- :class:`ExportConfig` are its settings, the flags of ``doppel export`` (:mod:`training.export.settings`);
+- :class:`ExportConfig` are its settings, the flags of ``doppel export`` (:mod:`training.export.config`);
 - :class:`ExportSummary` is what it returns: the files written, their sizes, the verification
   (:mod:`training.export.summary`);
 - :class:`ConversionError`, :class:`QuantizeError` and :class:`VerificationError` are how a conversion that
@@ -20,10 +20,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from training.export.config import ExportConfig
     from training.export.convert import ConversionError
     from training.export.pipeline import export
     from training.export.quantize import QuantizeError
-    from training.export.settings import ExportConfig
     from training.export.summary import ExportSummary
     from training.export.verify import VerificationError
 
@@ -33,7 +33,7 @@ __all__ = ["ConversionError", "ExportConfig", "ExportSummary", "QuantizeError", 
 # pipeline imports numpy (and torch and llama.cpp once it runs), and `doppel --help` must not pay for them.
 _HOMES = {
     "ConversionError": "training.export.convert",
-    "ExportConfig": "training.export.settings",
+    "ExportConfig": "training.export.config",
     "ExportSummary": "training.export.summary",
     "QuantizeError": "training.export.quantize",
     "VerificationError": "training.export.verify",

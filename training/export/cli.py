@@ -3,7 +3,7 @@
     doppel export RUN --out MODEL.gguf [--quant q4_k_m|q5_k_m|q6_k|q8_0|f16] [--adapter-only] [--no-verify]
                   [--config FILE]
 
-Every field of :class:`training.export.settings.ExportConfig` becomes a flag with its description as help
+Every field of :class:`training.export.config.ExportConfig` becomes a flag with its description as help
 (:mod:`doppel.settings`); flags override ``--config FILE``, which overrides the defaults. Bad input (a missing
 or unfinished run, an architecture llama.cpp cannot convert, no disk space) is one line and exit code 2; a
 conversion that fails or does not verify is one line and exit code 1, and writes nothing.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from doppel.errors import InputError
 
 if TYPE_CHECKING:
-    from training.export.settings import ExportConfig
+    from training.export.config import ExportConfig
 
 EXIT_FAILED = 1
 
@@ -26,7 +26,7 @@ EXIT_FAILED = 1
 def register(subparsers: Any) -> None:
     """Add the ``export`` subcommand (called by :mod:`doppel.cli`)."""
     from doppel.settings import add_flags
-    from training.export.settings import ExportConfig
+    from training.export.config import ExportConfig
 
     parser = subparsers.add_parser(
         "export",
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
 def settings_from_args(args: argparse.Namespace) -> ExportConfig:
     """Merge the defaults, ``--config`` and the flags into one validated set of settings."""
     from doppel.settings import given_values
-    from training.export.settings import ExportConfig
+    from training.export.config import ExportConfig
 
     values = given_values(args, ExportConfig)
     if "run" not in values:

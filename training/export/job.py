@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from doppel.formats.gguf_metadata import write_with_metadata
+from training.export.config import ExportConfig
 from training.export.convert import ConverterSources
 from training.export.merge import load_trained
 from training.export.quantize import F16, quantize
 from training.export.run import ExportableRun, build_metadata
-from training.export.settings import ExportConfig
 from training.export.verify import (
     Agreement,
     Predictions,

@@ -35,12 +35,12 @@ from training.export.checks import (
     verification_texts,
     weights_bytes,
 )
+from training.export.config import ExportConfig
 from training.export.convert import check_architecture, convert_model, ensure_sources
 from training.export.job import ExportJob, Progress
 from training.export.merge import release_memory, save_merged, stop_token_id
 from training.export.run import base_checkpoint, base_name, check_adapter_convertible, load_run
 from training.export.scratch import remove_stale_scratch, scratch_dir
-from training.export.settings import ExportConfig
 from training.export.summary import ExportSummary
 
 log = logging.getLogger(__name__)

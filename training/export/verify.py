@@ -30,7 +30,7 @@ import numpy as np
 
 from doppel.llama_loader import open_llama
 from doppel.system import usable_cpus
-from training.export.settings import DEFAULT_MAX_TOKENS, DEFAULT_SESSIONS
+from training.export.config import DEFAULT_MAX_TOKENS, DEFAULT_SESSIONS
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@
     printf 'hi\\nare you coming?\\n' | doppel chat MODEL.gguf    # a message a line in, a reply message a line out
 
 On a terminal the reply streams as it is generated, with line editing and history (readline); ``/persona NAME``,
-``/as NAME``, ``/reset`` and ``/quit`` work in both modes. Ctrl-C stops a reply; Ctrl-D or ``/quit`` leaves.
+``/as NAME``, ``/reset`` and ``/quit`` work in both modes. Ctrl-C stops a reply (at the prompt it leaves, as
+Ctrl-D and ``/quit`` do).
 The settings are :class:`serving.engine.config.EngineConfig`'s (``--help`` lists them).
 """
 
@@ -14,10 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
+import threading
 from typing import Any, TextIO
 
 from doppel.errors import InputError
+
+EXIT_ENGINE_FAILED = 1
 
 
 def register(subparsers: Any) -> None:
@@ -57,15 +62,14 @@ async def _talk(engine: Any, persona: str, partner: str, interactive: bool) -> i
     try:
         if interactive:
             await _interactive(session)
-        else:
-            await _scripted(session, sys.stdin, sys.stdout)
+            return 0
+        return await _scripted(session, sys.stdin, sys.stdout)
     finally:
         await engine.aclose()
-    return 0
 
 
-async def _scripted(session: Any, lines: TextIO, out: TextIO) -> None:
-    """One incoming message a line; the reply's messages printed one a line, then flushed."""
+async def _scripted(session: Any, lines: TextIO, out: TextIO) -> int:
+    """One incoming message a line; the reply's messages printed one a line, then flushed. 1 if the engine fails."""
     for raw in lines:
         line = raw.rstrip("\n")
         if not line.strip():
@@ -76,51 +80,86 @@ async def _scripted(session: Any, lines: TextIO, out: TextIO) -> None:
             except InputError as error:  # a script goes on, as a person at the terminal would
                 answer = f"doppel chat: {error}"
             if answer is None:
-                return
+                return 0
             print(answer, file=sys.stderr)
             continue
-        for message in await session.send(line):
+        try:
+            messages = await session.send(line)
+        except RuntimeError as error:  # the engine failed (a server gone, llama.cpp refusing): not the input
+            print(f"doppel chat: the engine failed: {error}", file=sys.stderr)
+            return EXIT_ENGINE_FAILED
+        for message in messages:
             print(message.replace("\n", " "), file=out)
         out.flush()
+    return 0
 
 
 async def _interactive(session: Any) -> None:
+    """The terminal chat. Lines are read in a daemon thread (an input() blocked at exit must not hold the process);
+    Ctrl-C stops the reply being written, or leaves at the prompt."""
     from serving.chat.session import COMMANDS
 
     _enable_line_editing()
-    print(f"you are {session.partner}, talking to {session.persona} ({COMMANDS})")
-    while True:
-        try:
-            line = await asyncio.to_thread(input, f"{session.partner}> ")
-        except EOFError:
-            print()
-            return
-        if not line.strip():
-            continue
-        if line.startswith("/"):
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    want_line = threading.Event()
+
+    def read_lines() -> None:
+        while want_line.wait():
+            want_line.clear()
             try:
-                answer = session.command(line)
-            except InputError as error:
-                print(error)
-                continue
-            if answer is None:
+                line: str | None = input(f"{session.partner}> ")
+            except (EOFError, OSError):
+                line = None
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+            if line is None:
                 return
-            print(answer)
-            continue
-        print(f"{session.persona}: ", end="", flush=True)
-        task = asyncio.ensure_future(_print_stream(session, line))
-        try:
-            await asyncio.shield(task)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            task.cancel()
+
+    replying: list[asyncio.Task[None]] = []
+
+    def interrupt() -> None:
+        if replying and not replying[-1].done():
+            replying[-1].cancel()
+        else:
+            lines.put_nowait(None)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    threading.Thread(target=read_lines, name="doppel-chat-input", daemon=True).start()
+    print(f"you are {session.partner}, talking to {session.persona} ({COMMANDS})")
+    try:
+        while True:
+            want_line.set()
+            line = await lines.get()
+            if line is None:
+                print()
+                return
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                try:
+                    answer = session.command(line)
+                except InputError as error:
+                    print(error)
+                    continue
+                if answer is None:
+                    return
+                print(answer)
+                continue
+            print(f"{session.persona}: ", end="", flush=True)
+            replying.append(asyncio.ensure_future(_print_stream(session, line)))
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        print()
+                await replying[-1]
+            print()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _print_stream(session: Any, line: str) -> None:
-    async for text in session.stream(line):
-        print(text, end="", flush=True)
+    try:
+        async for text in session.stream(line):
+            print(text, end="", flush=True)
+    except RuntimeError as error:  # the engine failed: say so, and let the user go on
+        print(f"[the engine failed: {error}]", end="")
 
 
 def _enable_line_editing() -> None:

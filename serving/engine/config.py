@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from doppel.settings import Cli, StageSettings
 from serving.engine.types import Sampling
@@ -57,6 +57,15 @@ class EngineConfig(StageSettings):
     max_tokens: int = Field(160, ge=1, description="a reply's hard limit")
     max_messages: int = Field(6, ge=1, description="messages of one reply, at most")
     seed: int = Field(0, description="sampling seed")
+
+    @model_validator(mode="after")
+    def _reply_fits(self) -> EngineConfig:
+        if self.max_tokens >= self.context_size // 2:
+            raise ValueError(
+                f"--max-tokens {self.max_tokens} leaves no room for the conversation in --context-size "
+                f"{self.context_size}; keep it under half"
+            )
+        return self
 
     @property
     def sampling(self) -> Sampling:

@@ -33,6 +33,10 @@ class ReplacedError(Exception):
     """A newer request for the same chat took this one's place before it started."""
 
 
+class EngineClosedError(RuntimeError):
+    """The engine was closed before this request could run."""
+
+
 class Examples(Protocol):
     """Memory, as the engine uses it (:class:`serving.engine.memory.Memory`)."""
 
@@ -87,6 +91,8 @@ class Engine:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._waiting: dict[str, _Job] = {}  # per chat, the job not started yet
         self._lock = threading.Lock()
+        self._closed = False
+        self._running: _Job | None = None
         self._worker = threading.Thread(target=self._work, name="doppel-engine", daemon=True)
         self._worker.start()
 
@@ -121,6 +127,7 @@ class Engine:
             job.done.result()  # raises what the worker raised, or ReplacedError
         finally:
             job.cancelled.set()
+            job.done.cancel()  # nobody will look at its outcome now
 
     async def reply(self, request: ReplyRequest) -> Reply:
         """The whole reply as messages; cancelling the awaiting task stops it at the next token."""
@@ -129,15 +136,33 @@ class Engine:
             generation, dropped = await asyncio.shield(job.done)
         except asyncio.CancelledError:
             job.cancelled.set()
+            job.done.cancel()  # nobody will look at its outcome now
             raise
         return Reply(reply_messages(generation.text, self.max_messages), generation, dropped)
 
     async def aclose(self) -> None:
+        """Stop: queued requests fail with :class:`EngineClosedError`, a running one stops at its next token."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            waiting, self._waiting = list(self._waiting.values()), {}
+            running = self._running
+        for job in waiting:
+            job.cancelled.set()
+            _settle(job, exception=EngineClosedError("the engine was closed"))
+        if running is not None:
+            running.cancelled.set()
         self._jobs.put(None)
         await asyncio.to_thread(self._worker.join)
         self.backend.close()
+        close_memory = getattr(self.memory, "close", None)
+        if close_memory is not None:
+            close_memory()
 
     def _submit(self, request: ReplyRequest, on_text: Callable[[str], None]) -> _Job:
+        if self._closed:
+            raise EngineClosedError("the engine was closed")
         loop = asyncio.get_running_loop()
 
         def deliver(text: str) -> None:
@@ -158,6 +183,7 @@ class Engine:
             with self._lock:
                 if self._waiting.get(job.request.chat_id) is job:
                     del self._waiting[job.request.chat_id]
+                self._running = job
             if job.cancelled.is_set() or job.done.done():
                 continue
             try:

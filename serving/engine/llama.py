@@ -80,16 +80,21 @@ class LlamaBackend:
         params.n_threads = params.n_threads_batch = threads or usable_cpus()
         self._context = llama_cpp.llama_init_from_model(self._model, params)
         if not self._context:
+            llama_cpp.llama_model_free(self._model)
             raise InputError(f"{model_path}: llama.cpp could not make a context of {params.n_ctx} tokens")
-        if adapter_path is not None:
-            self._attach_adapter(adapter_path)
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._batch = llama_cpp.llama_batch_init(batch, 0, 1)
         self._free_ids = list(range(chats))
         self._chats: OrderedDict[str, _Sequence] = OrderedDict()
         self._pieces: OrderedDict[tuple[str, bool], list[int]] = OrderedDict()
-        self.im_start = self._single_token(IM_START, model_path)
-        self.im_end = self._single_token(IM_END, model_path)
+        try:
+            if adapter_path is not None:
+                self._attach_adapter(adapter_path)
+            self.im_start = self._single_token(IM_START, model_path)
+            self.im_end = self._single_token(IM_END, model_path)
+        except InputError:
+            self.close()
+            raise
 
     # -- the Backend protocol ---------------------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class LlamaBackend:
         sequence = self._sequence_for(chat_id)
         ids = [token for piece in prompt.pieces for token in self._piece_ids(sequence, piece)]
         limit = self._context_size - sampling.max_tokens
+        if limit < 1:
+            raise InputError(f"max_tokens {sampling.max_tokens} leaves no room in a context of {self._context_size}")
         if len(ids) > limit:  # one turn longer than the whole budget: keep its end
             ids = ids[len(ids) - limit :]
         reused = self._reuse_prefix(sequence, ids)
@@ -188,7 +195,11 @@ class LlamaBackend:
         room = len(data) + 8
         buffer = (self._api.llama_token * room)()
         count = self._api.llama_tokenize(self._vocab, data, len(data), buffer, room, False, special)
-        ids = list(buffer[:count])
+        if count < 0:  # llama.cpp says how many it needs
+            room = -count
+            buffer = (self._api.llama_token * room)()
+            count = self._api.llama_tokenize(self._vocab, data, len(data), buffer, room, False, special)
+        ids = list(buffer[: max(count, 0)])
         self._pieces[key] = ids
         if len(self._pieces) > _PIECE_CACHE:
             self._pieces.popitem(last=False)
@@ -271,6 +282,9 @@ class LlamaBackend:
                     break
                 timings.setdefault("first_token", time.perf_counter() - started)
                 size = api.llama_token_to_piece(self._vocab, token, piece, len(piece), 0, False)
+                if size < 0:  # a longer piece than the buffer: llama.cpp says how long
+                    piece = ctypes.create_string_buffer(-size)
+                    size = api.llama_token_to_piece(self._vocab, token, piece, len(piece), 0, False)
                 text = decoder.decode(piece.raw[: max(size, 0)])
                 generated.append(token)
                 if text:
@@ -279,7 +293,10 @@ class LlamaBackend:
                 self._decode(sequence, [token], len(sequence.tokens))
         finally:
             api.llama_sampler_free(sampler)
-        text = "".join(pieces) + decoder.decode(b"", final=True)
+        if tail := decoder.decode(b"", final=True):  # a reply cut inside a character
+            pieces.append(tail)
+            on_text(tail)
+        text = "".join(pieces)
         sequence.sampled = {text: generated}  # the reply comes back as the next prompt's piece after ">>>"
         timings["total"] = time.perf_counter() - started
         return Generation(text=text, tokens=len(generated), stop=stop, timings=timings)

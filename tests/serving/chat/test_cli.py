@@ -55,6 +55,10 @@ def test_bad_input_is_one_line_and_exit_2(
     assert_one_line_error(run_cli("chat", [str(persona_gguf), "--dataset", str(tmp_path)], capsys), "not a doppel")
     assert_one_line_error(run_cli("chat", ["--engine-url", "http://127.0.0.1:9"], capsys), "give --dataset DIR")
     assert_one_line_error(
+        run_cli("chat", [str(persona_gguf), "--max-tokens", "600", "--context-size", "1024"], capsys),
+        "--max-tokens 600 leaves no room for the conversation in --context-size 1024",
+    )
+    assert_one_line_error(
         run_cli("chat", [str(persona_gguf), "--engine-url", "http://127.0.0.1:9"], capsys),
         "cannot reach the engine at http://127.0.0.1:9",
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.engine.engine import Engine, ReplacedError
+from serving.engine.engine import Engine, EngineClosedError, ReplacedError
 from serving.engine.llama import LlamaBackend
 from serving.engine.personas import PersonaList
 from serving.engine.types import ChatTurn, PromptPiece, ReplyRequest, Sampling
@@ -118,3 +118,21 @@ async def test_an_idle_engine_prepares_what_the_other_side_will_start_with() -> 
         while not backend.prefetched:
             await asyncio.sleep(0.001)
     assert backend.prefetched == [("a", "<|im_end|>\n<|im_start|>Anna\n>>>")]
+
+
+async def test_closing_fails_what_waits_stops_what_runs_and_refuses_more() -> None:
+    backend = ScriptedBackend(held="busy")
+    engine = engine_over(backend)
+    busy = asyncio.ensure_future(engine.reply(request("busy")))
+    while not backend.started:
+        await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(engine.reply(request("a")))
+    await asyncio.sleep(0.01)
+    closing = asyncio.ensure_future(engine.aclose())
+    with pytest.raises(EngineClosedError):
+        await queued
+    backend.release.set()
+    await closing
+    assert (await busy).generation.stop == "cancelled" and backend.started == ["busy"]
+    with pytest.raises(EngineClosedError):
+        await engine.reply(request("b"))

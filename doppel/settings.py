@@ -105,6 +105,27 @@ def flag_name(schema: type[BaseModel], field: str) -> str:
     return cli.flag or "--" + field.replace("_", "-")
 
 
+def add_stage(
+    subparsers: Any,
+    stage: str,
+    schema: type[StageSettings],
+    *,
+    help: str,
+    description: str,
+    handler: Callable[..., int],
+) -> argparse.ArgumentParser:
+    """The ``doppel STAGE`` subcommand: a flag per field of ``schema``, ``--config FILE``, and its handler."""
+    parser = subparsers.add_parser(
+        stage,
+        help=help,
+        description=description,
+        argument_default=argparse.SUPPRESS,  # only flags actually given override the config file
+    )
+    add_flags(parser, schema)
+    parser.set_defaults(handler=handler, stage=stage)
+    return parser
+
+
 def add_flags(parser: argparse.ArgumentParser, schema: type[StageSettings], *, config_file: bool = True) -> None:
     """One flag per field of ``schema`` (and ``--config FILE``); unset flags stay absent from the namespace.
 

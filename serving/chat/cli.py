@@ -27,18 +27,18 @@ EXIT_ENGINE_FAILED = 1
 
 def register(subparsers: Any) -> None:
     """Add the ``chat`` subcommand (called by :mod:`doppel.cli`)."""
-    from doppel.settings import add_flags
+    from doppel.settings import add_stage
     from serving.engine.config import EngineConfig
 
-    parser = subparsers.add_parser(
+    add_stage(
+        subparsers,
         "chat",
+        EngineConfig,
         help="talk to a persona of a model in the terminal (or through a pipe)",
         description="Chat with a persona of an exported model. Without a terminal, each line of input is one "
         "message and each message of the reply is printed on a line of its own.",
-        argument_default=argparse.SUPPRESS,  # only flags actually given override the config file
+        handler=run,
     )
-    add_flags(parser, EngineConfig)
-    parser.set_defaults(handler=run, stage="chat")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,18 +25,18 @@ EXIT_FAILED = 1
 
 def register(subparsers: Any) -> None:
     """Add the ``export`` subcommand (called by :mod:`doppel.cli`)."""
-    from doppel.settings import add_flags
+    from doppel.settings import add_stage
     from training.export.config import ExportConfig
 
-    parser = subparsers.add_parser(
+    add_stage(
+        subparsers,
         "export",
+        ExportConfig,
         help="convert a trained run to a GGUF file for llama.cpp (merged and quantized, or a LoRA adapter)",
         description="Merge a trained run, convert it with llama.cpp's own converter, quantize it, write doppel's "
         "metadata into it and check that it predicts like the trained model.",
-        argument_default=argparse.SUPPRESS,  # only flags actually given override the config file
+        handler=run,
     )
-    add_flags(parser, ExportConfig)
-    parser.set_defaults(handler=run, stage="export")
 
 
 def settings_from_args(args: argparse.Namespace) -> ExportConfig:

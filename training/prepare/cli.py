@@ -14,21 +14,21 @@ import argparse
 from typing import Any
 
 from doppel.errors import InputError
-from doppel.settings import add_flags, given_values
+from doppel.settings import add_stage, given_values
 from training.prepare.config import PrepareConfig
 
 
 def register(subparsers: Any) -> None:
     """Add the ``prepare`` subcommand (called by :mod:`doppel.cli`)."""
-    parser = subparsers.add_parser(
+    parser = add_stage(
+        subparsers,
         "prepare",
+        PrepareConfig,
         help="turn Telegram exports into a ChatML training set",
         description="Read Telegram Desktop JSON exports and write conversation sessions as a ChatML dataset.",
-        argument_default=argparse.SUPPRESS,  # only flags actually given override the config file
+        handler=run,
     )
-    add_flags(parser, PrepareConfig)
     parser.add_argument("--quiet", action="store_true", default=False, help="no progress bar and no report on stdout")
-    parser.set_defaults(handler=run, stage="prepare")
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:

@@ -20,18 +20,18 @@ from doppel.errors import InputError
 
 def register(subparsers: Any) -> None:
     """Add the ``train`` subcommand (called by :mod:`doppel.cli`)."""
-    from doppel.settings import add_flags
+    from doppel.settings import add_stage
     from training.train.config import TrainConfig
 
-    parser = subparsers.add_parser(
+    add_stage(
+        subparsers,
         "train",
+        TrainConfig,
         help="fine-tune a base model on a prepared dataset (LoRA or full)",
         description="Fine-tune a base model on a dataset from `doppel prepare` and write a run directory "
         "(adapter or weights, metrics, loss curve, checkpoints).",
-        argument_default=argparse.SUPPRESS,  # only flags actually given override the config file
+        handler=run,
     )
-    add_flags(parser, TrainConfig)
-    parser.set_defaults(handler=run, stage="train")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
